@@ -1,0 +1,44 @@
+"""Shared fixtures: the pack imported under a fixed name, and real photos with faces."""
+from __future__ import annotations
+
+import glob
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testdata import load_rgb, shared_path  # noqa: E402
+from pack_import import import_pack  # noqa: E402  (testdata put the checkout on sys.path)
+
+import_pack()
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    import skimage.data
+
+    return skimage.data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def grace_hopper() -> np.ndarray:
+    from matplotlib import cbook
+
+    with cbook.get_sample_data("grace_hopper.jpg") as handle:
+        from PIL import Image
+
+        return np.array(Image.open(handle).convert("RGB"))
+
+
+@pytest.fixture(scope="session")
+def whole_photos() -> dict[str, np.ndarray]:
+    folder = shared_path("images", "whole")
+    return {os.path.basename(p): load_rgb(p) for p in sorted(glob.glob(os.path.join(folder, "*")))}
+
+
+@pytest.fixture(scope="session")
+def aligned_faces() -> dict[str, np.ndarray]:
+    folder = shared_path("images", "aligned")
+    return {os.path.basename(p): load_rgb(p) for p in sorted(glob.glob(os.path.join(folder, "*.png")))}

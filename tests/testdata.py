@@ -1,0 +1,72 @@
+"""Test data: real photos with faces, the shared folder, and small helpers used across tests."""
+from __future__ import annotations
+
+import glob
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+from pack_import import shared_dir  # noqa: E402
+
+SHARED = shared_dir()
+
+
+def shared_path(*parts: str) -> str:
+    """A file or folder under ../shared, or a skip saying why it is needed."""
+    if SHARED is None:
+        pytest.skip("needs the project's shared test data (../shared beside the checkout, or $DFR_SHARED_DIR)")
+    path = os.path.join(SHARED, *parts)
+    if not os.path.exists(path):
+        pytest.skip(f"shared test data {os.path.join(*parts)} is missing")
+    return path
+
+
+def load_rgb(path: str) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.array(image.convert("RGB"))
+
+
+def to_image_batch(*photos: np.ndarray) -> torch.Tensor:
+    """uint8 HxWxC photos of one size -> ComfyUI IMAGE [B, H, W, C] float32."""
+    return torch.from_numpy(np.stack(photos).astype(np.float32) / 255.0)
+
+
+# Faces in the shared whole photos, counted by eye; the built-in detector must find them all.
+WHOLE_PHOTO_FACES = {
+    "difface_hepburn_rgba.png": 1,
+    "difface_whole_00.jpg": 4,
+    "difface_whole_01.jpg": 4,
+    "difface_whole_03_rgba.png": 2,
+}
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(peak ** 2 / mse)
+
+
+def randomize_batchnorm(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give BatchNorm layers non-trivial statistics so that random-weight tests exercise them."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, torch.nn.BatchNorm2d):
+                n = layer.num_features
+                layer.running_mean.copy_(torch.rand(n, generator=generator) * 0.2 - 0.1)
+                layer.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+                layer.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                layer.bias.copy_(torch.rand(n, generator=generator) * 0.2 - 0.1)
+    return module.eval()
+
+
+def facexlib_module(name: str):
+    """facexlib (test-only reference implementation) or a skip."""
+    return pytest.importorskip(name, reason="facexlib (tests/requirements.txt) is the reference implementation")
