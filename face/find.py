@@ -1,0 +1,108 @@
+"""Photos in, FaceSet out: detect, select, align and crop."""
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+
+from . import alignment
+from .detection import Detection, FaceDetector
+from .faces import Face, FaceSet
+from .image import image_to_numpy, rgb_view, to_uint8
+from .selection import select_faces
+
+ALIGNED_INPUT = "aligned input"
+# photos handed to the detector at once (RetinaFace runs them as one batch)
+PHOTOS_PER_DETECTION = 8
+
+
+def find_faces(
+    images: torch.Tensor,
+    detector: FaceDetector,
+    crop_size: int = 512,
+    *,
+    mode: str = "all",
+    index: int = 0,
+    min_score: float = 0.5,
+    min_size: float = 0.0,
+    max_faces: int = 0,
+    interpolation: str = "bicubic",
+    antialias: bool = True,
+    on_photo: Callable[[int], None] | None = None,
+) -> FaceSet:
+    """Detect faces in an IMAGE batch [B, H, W, C] and cut FFHQ-aligned crops of `crop_size`."""
+    if crop_size not in alignment.CROP_SIZES:
+        raise ValueError(f"crop size {crop_size} is not one of {alignment.CROP_SIZES}")
+    faces, crops = [], []
+    height, width = int(images.shape[1]), int(images.shape[2])
+    for start in range(0, images.shape[0], PHOTOS_PER_DETECTION):
+        indices = range(start, min(images.shape[0], start + PHOTOS_PER_DETECTION))
+        photos = [rgb_view(image_to_numpy(images[i])) for i in indices]
+        found = detector.detect([to_uint8(photo) for photo in photos])
+        for image_index, photo, detections in zip(indices, photos, found):
+            chosen = select_faces(detections, height, width, mode, index, min_score, min_size, max_faces)
+            for detection in chosen:
+                face, crop = align_face(photo, image_index, detection, crop_size, interpolation, antialias)
+                faces.append(face)
+                crops.append(crop)
+            if on_photo is not None:
+                on_photo(image_index)
+    return make_face_set(faces, crops, crop_size, [(height, width)] * images.shape[0], detector.name)
+
+
+def align_face(photo, image_index, detection: Detection, crop_size: int, interpolation="bicubic", antialias=True):
+    affine = alignment.estimate_alignment(detection.landmarks, crop_size)
+    crop = alignment.warp_to_crop(np.ascontiguousarray(photo), affine, crop_size, interpolation, antialias)
+    face = Face(
+        image_index=image_index,
+        box=np.asarray(detection.box, np.float64),
+        landmarks=np.asarray(detection.landmarks, np.float64),
+        score=float(detection.score),
+        affine=affine,
+        inverse=alignment.invert_affine(affine),
+    )
+    return face, crop
+
+
+def faces_from_aligned(images: torch.Tensor, crop_size: int = 512) -> FaceSet:
+    """Each photo already is an FFHQ-aligned face crop: one face per photo, no detection.
+
+    At the crop size the crop is the photo itself (identity transform); otherwise it is resized.
+    """
+    height, width = int(images.shape[1]), int(images.shape[2])
+    affine = np.array(
+        [
+            [crop_size / width, 0.0, (crop_size / width - 1) / 2],
+            [0.0, crop_size / height, (crop_size / height - 1) / 2],
+        ]
+    )
+    inverse = alignment.invert_affine(affine)
+    template = alignment.ffhq_template(crop_size)
+    landmarks = template @ inverse[:, :2].T + inverse[:, 2]
+    faces, crops = [], []
+    for image_index in range(images.shape[0]):
+        photo = rgb_view(image_to_numpy(images[image_index]))
+        if (height, width) == (crop_size, crop_size):
+            crop = np.array(photo, dtype=np.float32)
+        else:
+            shrinking = crop_size < min(height, width)
+            crop = cv2.resize(
+                np.ascontiguousarray(photo),
+                (crop_size, crop_size),
+                interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC,
+            )
+        faces.append(
+            Face(image_index, np.array([0.0, 0.0, width - 1.0, height - 1.0]), landmarks.copy(), 1.0, affine.copy(), inverse.copy())
+        )
+        crops.append(np.clip(crop, 0.0, 1.0))
+    return make_face_set(faces, crops, crop_size, [(height, width)] * images.shape[0], ALIGNED_INPUT, aligned=True)
+
+
+def make_face_set(faces, crops, crop_size, image_sizes, detector_name, aligned=False) -> FaceSet:
+    if crops:
+        tensor = torch.from_numpy(np.stack(crops).astype(np.float32, copy=False))
+    else:
+        tensor = torch.zeros((0, crop_size, crop_size, 3), dtype=torch.float32)
+    return FaceSet(crop_size, tuple(image_sizes), tuple(faces), tensor, detector_name, aligned)
