@@ -1,0 +1,47 @@
+"""Finding, loading and caching the weight files the nodes use.
+
+A network is loaded once per file (keyed by path, size and modification time) and then placed on
+the device through the runtime each time a node runs.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+from ..models import ModelDescriptor, load_model
+from ..models.checkpoint import CheckpointError
+from . import runtime
+
+_cache: dict[tuple, tuple[ModelDescriptor, runtime.ManagedModule]] = {}
+_lock = threading.Lock()
+
+
+def missing_file_message(what: str, filename: str, folder: str, url: str | None) -> str:
+    searched = ", ".join(runtime.model_search_paths(folder))
+    where = f"; download it from {url}" if url else ""
+    return f"{what} needs the file {filename} in models/{folder} (searched: {searched}){where}"
+
+
+def find_weights(folder: str, filename: str, what: str, url: str | None = None) -> str:
+    """Path of a weight file, also accepting a .safetensors conversion with the same name."""
+    stem = os.path.splitext(filename)[0]
+    for candidate in (filename, stem + ".safetensors"):
+        path = runtime.find_model_file(folder, candidate)
+        if path:
+            return path
+    raise FileNotFoundError(missing_file_message(what, filename, folder, url))
+
+
+def load_managed(path: str, kinds: tuple[str, ...]) -> tuple[ModelDescriptor, runtime.ManagedModule]:
+    stat = os.stat(path)
+    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, kinds)
+    with _lock:
+        if key not in _cache:
+            try:
+                descriptor = load_model(path, kinds)
+            except CheckpointError as error:
+                raise ValueError(f"{error} ({path})") from None
+            for stale in [k for k in _cache if k[0] == key[0] and k[3] == kinds]:
+                del _cache[stale]  # the file changed on disk
+            _cache[key] = (descriptor, runtime.ManagedModule(descriptor.module))
+        return _cache[key]

@@ -1,0 +1,192 @@
+"""The one module that talks to ComfyUI (comfy.* and folder_paths).
+
+It answers: which device and dtype; put this network on the device (through ComfyUI's
+ModelPatcher + load_models_gpu, so our models share VRAM management with every other model);
+report progress with a preview image; stop if the user pressed cancel; where model folders are.
+
+Without ComfyUI (tests, headless runs) it falls back to plain torch: the best available device,
+a terminal progress bar, no cancel, and model folders under $DFR_MODELS_DIR (or set_models_dir).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+
+import torch
+
+try:  # ComfyUI present: use its model management
+    import comfy.model_management as _model_management
+    import comfy.model_patcher as _model_patcher
+    import comfy.utils as _comfy_utils
+    import folder_paths as _folder_paths
+
+    IN_COMFYUI = True
+except ImportError:
+    _model_management = _model_patcher = _comfy_utils = _folder_paths = None
+    IN_COMFYUI = False
+
+log = logging.getLogger("diffusion_face_restore")
+
+# Our model folders (under ComfyUI's models/), and what goes in each.
+MODEL_FOLDERS = {
+    "facedetection": "face detectors (RetinaFace) and face parsers (ParseNet, BiSeNet)",
+}
+PREVIEW_MAX_SIZE = 512
+
+
+# --- devices and dtypes -------------------------------------------------------------------------
+
+def torch_device() -> torch.device:
+    if IN_COMFYUI:
+        return _model_management.get_torch_device()
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def offload_device() -> torch.device:
+    return _model_management.unet_offload_device() if IN_COMFYUI else torch.device("cpu")
+
+
+def output_device() -> torch.device:
+    """Where node outputs (IMAGE, MASK) live."""
+    return _model_management.intermediate_device() if IN_COMFYUI else torch.device("cpu")
+
+
+# --- putting networks on the device --------------------------------------------------------------
+
+class ManagedModule:
+    """A network whose placement is managed: call `load()` before each use, get it on the device."""
+
+    def __init__(self, module: torch.nn.Module, dtype: torch.dtype = torch.float32):
+        self.module = module.to(dtype)
+        self.dtype = dtype
+        self.device = torch_device()
+        self._patcher = None
+        if IN_COMFYUI:
+            self._patcher = _model_patcher.ModelPatcher(self.module, load_device=self.device, offload_device=offload_device())
+
+    def load(self, memory_required: int = 0) -> torch.nn.Module:
+        if self._patcher is not None:
+            _model_management.load_models_gpu([self._patcher], memory_required=memory_required, force_full_load=True)
+        elif next(self.module.parameters()).device != self.device:
+            self.module.to(self.device)
+        return self.module
+
+
+# --- progress and cancel --------------------------------------------------------------------------
+
+def check_cancel():
+    """Raise ComfyUI's interrupt exception if the user pressed cancel (no-op without ComfyUI)."""
+    if IN_COMFYUI:
+        _model_management.throw_exception_if_processing_interrupted()
+
+
+class Progress:
+    """A progress bar: ComfyUI's (with preview images) or a terminal one. Ticks are cancel points."""
+
+    def __init__(self, total: int, description: str = ""):
+        self.total = max(1, int(total))
+        self.current = 0
+        self.description = description
+        self._bar = _comfy_utils.ProgressBar(self.total) if IN_COMFYUI else None
+        self._started = time.monotonic()
+
+    def update(self, steps: int = 1, preview: torch.Tensor | None = None):
+        """Advance; `preview` is an optional [H, W, 3] image in 0..1 shown in the UI."""
+        self.current = min(self.total, self.current + steps)
+        if self._bar is not None:
+            self._bar.update_absolute(self.current, self.total, _preview_tuple(preview) if preview is not None else None)
+        else:
+            _print_terminal_bar(self.description, self.current, self.total, time.monotonic() - self._started)
+
+
+def _preview_tuple(image: torch.Tensor):
+    from PIL import Image
+
+    array = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    return "JPEG", Image.fromarray(array[..., :3]), PREVIEW_MAX_SIZE
+
+
+_terminal_lock = threading.Lock()
+
+
+def _print_terminal_bar(description: str, current: int, total: int, elapsed: float):
+    if not sys.stderr.isatty() and os.environ.get("DFR_PROGRESS") != "1":
+        return
+    width = 30
+    filled = int(width * current / total)
+    with _terminal_lock:
+        sys.stderr.write(f"\r{description} [{'#' * filled}{'.' * (width - filled)}] {current}/{total} {elapsed:.0f}s")
+        if current >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+# --- model folders ---------------------------------------------------------------------------------
+
+_models_dir_override: str | None = None
+
+
+def set_models_dir(path: str | None):
+    """Without ComfyUI: the root holding facedetection/ and our other model folders."""
+    global _models_dir_override
+    _models_dir_override = path
+
+
+def register_model_folders():
+    """Add our folders to ComfyUI without overwriting what extra_model_paths.yaml configured."""
+    if not IN_COMFYUI:
+        return
+    for name in MODEL_FOLDERS:
+        default = os.path.join(_folder_paths.models_dir, name)
+        if name not in _folder_paths.folder_names_and_paths:
+            _folder_paths.folder_names_and_paths[name] = ([], set(_folder_paths.supported_pt_extensions))
+        _folder_paths.add_model_folder_path(name, default)
+
+
+def model_search_paths(folder: str) -> list[str]:
+    if IN_COMFYUI:
+        try:
+            return _folder_paths.get_folder_paths(folder)
+        except KeyError:
+            return [os.path.join(_folder_paths.models_dir, folder)]
+    root = _models_dir_override or os.environ.get("DFR_MODELS_DIR")
+    if not root:
+        # the pack normally sits in ComfyUI/custom_nodes/<pack>: use ComfyUI/models
+        pack_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        root = os.path.join(pack_dir, os.pardir, os.pardir, "models")
+    return [os.path.normpath(os.path.join(root, folder))]
+
+
+def find_model_file(folder: str, filename: str) -> str | None:
+    """The full path of `filename` in one of the folder's search paths, or None."""
+    if IN_COMFYUI:
+        found = _folder_paths.get_full_path(folder, filename)
+        if found:
+            return found
+    for directory in model_search_paths(folder):
+        path = os.path.join(directory, filename)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def list_model_files(folder: str) -> list[str]:
+    if IN_COMFYUI:
+        try:
+            return _folder_paths.get_filename_list(folder)
+        except KeyError:
+            return []
+    found = set()
+    for directory in model_search_paths(folder):
+        if os.path.isdir(directory):
+            for root, _, files in os.walk(directory):
+                for name in files:
+                    found.add(os.path.relpath(os.path.join(root, name), directory).replace(os.sep, "/"))
+    return sorted(found)
