@@ -1,0 +1,85 @@
+"""Every shipped workflow fits our node definitions: known node types, widget values in the right
+order with the right types and ranges, and links between matching socket types."""
+import glob
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from testdata import ROOT
+from diffusion_face_restore import NODE_CLASS_MAPPINGS
+
+WORKFLOW_FILES = sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json")))
+
+
+def load_builder():
+    spec = importlib.util.spec_from_file_location("workflow_builder", os.path.join(ROOT, "workflows", "build.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+CORE_NODES = load_builder().CORE_NODES
+
+
+def widget_specs(node_type):
+    """[(name, spec)] of a node's widgets in the order the UI format stores them."""
+    cls = NODE_CLASS_MAPPINGS[node_type]
+    specs = []
+    for section in ("required", "optional"):
+        for name, spec in cls.INPUT_TYPES().get(section, {}).items():
+            if isinstance(spec[0], (list, tuple)) or spec[0] in ("INT", "FLOAT", "STRING", "BOOLEAN"):
+                specs.append((name, spec))
+                if spec[0] == "INT" and spec[1].get("control_after_generate"):
+                    specs.append((name + " control", (["fixed", "increment", "decrement", "randomize"], {})))
+    return specs
+
+
+def check_widget_value(where, value, spec):
+    kind, options = spec[0], (spec[1] if len(spec) > 1 else {})
+    if isinstance(kind, (list, tuple)):
+        assert value in kind, f"{where}: {value!r} is not one of {kind}"
+        return
+    expected = {"INT": int, "FLOAT": (int, float), "STRING": str, "BOOLEAN": bool}[kind]
+    assert isinstance(value, expected) and not (kind != "BOOLEAN" and isinstance(value, bool)), f"{where}: {value!r} is not {kind}"
+    if kind in ("INT", "FLOAT"):
+        assert options.get("min", value) <= value <= options.get("max", value), f"{where}: {value} out of range"
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=os.path.basename)
+def test_workflow_fits_the_node_definitions(path):
+    with open(path, encoding="utf-8") as handle:
+        workflow = json.load(handle)
+    nodes = {node["id"]: node for node in workflow["nodes"]}
+    for node in workflow["nodes"]:
+        kind = node["type"]
+        assert kind in NODE_CLASS_MAPPINGS or kind in CORE_NODES, f"unknown node type {kind}"
+        if kind in NODE_CLASS_MAPPINGS:
+            specs = widget_specs(kind)
+            values = node["widgets_values"]
+            assert len(values) == len(specs), f"{kind}: {len(values)} widget values for {len(specs)} widgets"
+            for value, (name, spec) in zip(values, specs):
+                check_widget_value(f"{kind}.{name}", value, spec)
+        else:
+            assert len(node.get("widgets_values", [])) == len(CORE_NODES[kind][1]), kind
+    for link_id, src, src_slot, dst, dst_slot, kind in workflow["links"]:
+        output = nodes[src]["outputs"][src_slot]
+        target = nodes[dst]["inputs"][dst_slot]
+        assert output["type"] == target["type"] == kind, f"link {link_id}: {output['type']} -> {target['type']}"
+        assert link_id in output["links"] and target["link"] == link_id
+        if nodes[dst]["type"] in NODE_CLASS_MAPPINGS:
+            cls = NODE_CLASS_MAPPINGS[nodes[dst]["type"]]
+            declared = {**cls.INPUT_TYPES().get("required", {}), **cls.INPUT_TYPES().get("optional", {})}
+            assert declared[target["name"]][0] == kind, f"{nodes[dst]['type']}.{target['name']} is not {kind}"
+        if nodes[src]["type"] in NODE_CLASS_MAPPINGS:
+            cls = NODE_CLASS_MAPPINGS[nodes[src]["type"]]
+            assert cls.RETURN_TYPES[src_slot] == kind
+
+
+def test_workflows_are_up_to_date_with_their_descriptions():
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "workflows", "build.py"), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
