@@ -71,6 +71,14 @@ def invert_affine(affine: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(np.asarray(affine, np.float64))
 
 
+def mapped_bounds(affine: np.ndarray, width: float, height: float) -> tuple[float, float, float, float]:
+    """Bounds (x_min, y_min, x_max, y_max) of a width x height pixel grid (pixel edges at -0.5 and
+    size - 0.5) mapped by an affine."""
+    corners = np.array([[0, 0], [width, 0], [0, height], [width, height]], np.float64) - 0.5
+    points = corners @ np.asarray(affine)[:, :2].T + np.asarray(affine)[:, 2]
+    return points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max()
+
+
 def crop_scale(affine: np.ndarray) -> float:
     """How many crop pixels one photo pixel becomes (the similarity's scale)."""
     return float(np.sqrt(abs(np.linalg.det(np.asarray(affine)[:, :2]))))
@@ -116,14 +124,11 @@ def _shrink_source(image, affine, size):
     import torch.nn.functional as F
 
     h, w = image.shape[:2]
-    out_w, out_h = size
-    corners = np.array([[0, 0], [out_w, 0], [0, out_h], [out_w, out_h]], np.float64) - 0.5
-    inverse = invert_affine(affine)
-    source = corners @ inverse[:, :2].T + inverse[:, 2]
-    x0 = int(np.clip(np.floor(source[:, 0].min()) - 4, 0, w))
-    x1 = int(np.clip(np.ceil(source[:, 0].max()) + 5, 0, w))
-    y0 = int(np.clip(np.floor(source[:, 1].min()) - 4, 0, h))
-    y1 = int(np.clip(np.ceil(source[:, 1].max()) + 5, 0, h))
+    left, top, right, bottom = mapped_bounds(invert_affine(affine), *size)
+    x0 = int(np.clip(np.floor(left) - 4, 0, w))
+    x1 = int(np.clip(np.ceil(right) + 5, 0, w))
+    y0 = int(np.clip(np.floor(top) - 4, 0, h))
+    y1 = int(np.clip(np.ceil(bottom) + 5, 0, h))
     if x1 - x0 < 4 or y1 - y0 < 4:
         return image, affine
     scale = crop_scale(affine)

@@ -1,7 +1,7 @@
 """The FACES value: aligned face crops plus everything needed to paste them back."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -50,7 +50,6 @@ class FaceSet:
     crops: torch.Tensor
     detector: str
     aligned_input: bool = False
-    extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
         if self.crops.ndim != 4 or self.crops.shape[0] != len(self.faces):

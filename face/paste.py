@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .alignment import scale_inverse_affine, warp_affine
+from .alignment import mapped_bounds, scale_inverse_affine, warp_affine
 from .color import match_color
 
 GREY_TOLERANCE = 1.5 / 255.0
@@ -50,12 +50,11 @@ class PasteSettings:
 
 def covered_region(inverse: np.ndarray, crop_size: int, height: int, width: int, margin: int):
     """Bounding box (x0, y0, x1, y1) in the photo of a crop warped back, grown by margin, clipped."""
-    corners = np.array([[0, 0], [crop_size, 0], [0, crop_size], [crop_size, crop_size]], np.float64) - 0.5
-    points = corners @ inverse[:, :2].T + inverse[:, 2]
-    x0 = int(max(0, math.floor(points[:, 0].min()) - margin))
-    y0 = int(max(0, math.floor(points[:, 1].min()) - margin))
-    x1 = int(min(width, math.ceil(points[:, 0].max()) + margin + 1))
-    y1 = int(min(height, math.ceil(points[:, 1].max()) + margin + 1))
+    left, top, right, bottom = mapped_bounds(inverse, crop_size, crop_size)
+    x0 = int(max(0, math.floor(left) - margin))
+    y0 = int(max(0, math.floor(top) - margin))
+    x1 = int(min(width, math.ceil(right) + margin + 1))
+    y1 = int(min(height, math.ceil(bottom) + margin + 1))
     return x0, y0, x1, y1
 
 
