@@ -51,6 +51,7 @@ class NotAWeight:
         return (os.system, ("echo this should never run",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickles_with_code_are_refused(tmp_path):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as handle:
