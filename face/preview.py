@@ -20,12 +20,17 @@ def draw_detections(photo: np.ndarray, face_set: FaceSet, image_index: int) -> n
     else:
         canvas = canvas.copy()
     thickness = max(1, int(round(max(canvas.shape[:2]) / 400)))
+    limit = 4 * max(canvas.shape[:2])  # OpenCV takes 32-bit coordinates: keep far-off boxes drawable
+
+    def point(x, y):
+        return int(np.clip(round(x * scale), -limit, limit)), int(np.clip(round(y * scale), -limit, limit))
+
     for number, face_index in enumerate(face_set.faces_of_image(image_index)):
         face = face_set.faces[face_index]
-        x1, y1, x2, y2 = (int(round(v * scale)) for v in face.box)
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), (0.1, 1.0, 0.3), thickness)
-        for point, colour in zip(face.landmarks * scale, LANDMARK_COLOURS):
-            cv2.circle(canvas, (int(round(point[0])), int(round(point[1]))), thickness + 1, colour, -1)
+        x1, y1 = point(face.box[0], face.box[1])
+        cv2.rectangle(canvas, (x1, y1), point(face.box[2], face.box[3]), (0.1, 1.0, 0.3), thickness)
+        for landmark, colour in zip(face.landmarks, LANDMARK_COLOURS):
+            cv2.circle(canvas, point(*landmark), thickness + 1, colour, -1)
         label = f"{number}: {face.score:.2f}"
         font_scale = max(0.4, thickness * 0.45)
         cv2.putText(canvas, label, (x1, max(0, y1 - 3 * thickness)), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0.1, 1.0, 0.3), thickness)

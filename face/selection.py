@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .detection import Detection
 
 SELECTION_MODES = ("all", "largest", "center", "index")
@@ -41,7 +43,10 @@ def select_faces(
 ) -> list[Detection]:
     if mode not in SELECTION_MODES:
         raise ValueError(f"unknown face selection '{mode}' (choose one of {', '.join(SELECTION_MODES)})")
-    kept = [d for d in detections if d.score >= min_score and box_side(d) >= min_size]
+    kept = [
+        d for d in detections
+        if d.score >= min_score and box_side(d) >= min_size and np.isfinite(d.box).all() and np.isfinite(d.landmarks).all()
+    ]
     if max_faces > 0 and len(kept) > max_faces:
         kept = sorted(kept, key=lambda d: clipped_area(d, height, width), reverse=True)[:max_faces]
     kept = reading_order(kept)
