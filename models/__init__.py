@@ -12,11 +12,13 @@ from typing import Callable
 
 import torch
 
-from .checkpoint import CheckpointError, load_state_dict
+from .checkpoint import CheckpointError, load_state_dict, read_metadata
 
 # What a network is for; the nodes ask for a kind and get a clear error for the wrong file.
 FACE_DETECTION = "face detection"
 FACE_PARSING = "face parsing"
+FACE_DIFFUSION = "face diffusion prior"
+FACE_RESTORATION = "face restoration"
 
 
 @dataclass
@@ -28,10 +30,19 @@ class ModelDescriptor:
     path: str | None = None
     supports_fp16: bool = True
     supports_bf16: bool = True
+    # how to run the network in a lower precision (default: cast every weight)
+    cast: Callable[[torch.nn.Module, torch.dtype], object] | None = None
 
     @property
     def parameters(self) -> int:
         return sum(p.numel() for p in self.module.parameters())
+
+    def to_dtype(self, dtype: torch.dtype) -> "ModelDescriptor":
+        if self.cast is not None:
+            self.cast(self.module, dtype)
+        else:
+            self.module.to(dtype)
+        return self
 
 
 @dataclass(frozen=True)
@@ -39,7 +50,8 @@ class Architecture:
     name: str
     kind: str
     detect: Callable[[dict], bool]
-    build: Callable[[dict], ModelDescriptor]
+    # build(state_dict, metadata) -> descriptor; metadata: a converted file's safetensors metadata
+    build: Callable[..., ModelDescriptor]
 
 
 def has_keys(state_dict: dict, *keys: str) -> bool:
@@ -47,9 +59,9 @@ def has_keys(state_dict: dict, *keys: str) -> bool:
 
 
 def _registry() -> list[Architecture]:
-    from . import bisenet, parsenet, retinaface
+    from . import bisenet, parsenet, retinaface, sparnet, unet
 
-    return [retinaface.ARCHITECTURE, parsenet.ARCHITECTURE, bisenet.ARCHITECTURE]
+    return [retinaface.ARCHITECTURE, parsenet.ARCHITECTURE, bisenet.ARCHITECTURE, unet.ARCHITECTURE, sparnet.ARCHITECTURE]
 
 
 def identify(state_dict: dict) -> Architecture | None:
@@ -59,7 +71,9 @@ def identify(state_dict: dict) -> Architecture | None:
     return None
 
 
-def build_model(state_dict: dict, kinds: tuple[str, ...] | None = None, name: str = "this file") -> ModelDescriptor:
+def build_model(
+    state_dict: dict, kinds: tuple[str, ...] | None = None, name: str = "this file", metadata: dict | None = None
+) -> ModelDescriptor:
     architecture = identify(state_dict)
     if architecture is None:
         sample = ", ".join(list(state_dict)[:3])
@@ -67,7 +81,7 @@ def build_model(state_dict: dict, kinds: tuple[str, ...] | None = None, name: st
     if kinds is not None and architecture.kind not in kinds:
         raise CheckpointError(f"{name} is a {architecture.name} ({architecture.kind}) network, not a {' or '.join(kinds)} one")
     try:
-        descriptor = architecture.build(state_dict)
+        descriptor = architecture.build(state_dict, metadata or {})
     except (RuntimeError, KeyError, ValueError) as error:
         raise CheckpointError(f"{name} looks like {architecture.name} but does not load: {str(error).splitlines()[0][:300]}") from None
     descriptor.module.eval().requires_grad_(False)
@@ -76,6 +90,7 @@ def build_model(state_dict: dict, kinds: tuple[str, ...] | None = None, name: st
 
 def load_model(path: str, kinds: tuple[str, ...] | None = None) -> ModelDescriptor:
     """Read a checkpoint, recognise its architecture, build the network and load it strictly."""
-    descriptor = build_model(load_state_dict(path), kinds, os.path.basename(path))
+    metadata = read_metadata(path)
+    descriptor = build_model(load_state_dict(path), kinds, os.path.basename(path), metadata)
     descriptor.path = path
     return descriptor

@@ -133,7 +133,7 @@ def _detect(state_dict) -> bool:
     return has_keys(state_dict, "cp.resnet.conv1.weight", "ffm.convblk.conv.weight", "conv_out.conv_out.weight")
 
 
-def _build(state_dict) -> ModelDescriptor:
+def _build(state_dict, metadata=None) -> ModelDescriptor:
     classes = state_dict["conv_out.conv_out.weight"].shape[0]
     model = BiSeNet(classes)
     model.load_state_dict(state_dict, strict=True)

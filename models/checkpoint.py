@@ -115,6 +115,16 @@ def read_safetensors_metadata(path: str) -> dict[str, str]:
         return dict(handle.metadata() or {})
 
 
+def read_metadata(path: str) -> dict[str, str]:
+    """A .safetensors file's metadata (our converter writes the configuration there); {} otherwise."""
+    if os.path.splitext(path)[1].lower() in SAFETENSORS_EXTENSIONS:
+        try:
+            return read_safetensors_metadata(path)
+        except Exception:  # unreadable files are reported by load_state_dict
+            return {}
+    return {}
+
+
 def save_safetensors(state_dict: dict[str, torch.Tensor], path: str, metadata: dict[str, str] | None = None):
     """Write atomically: a crash never leaves a half-written file under the final name."""
     from safetensors.torch import save_file

@@ -86,7 +86,7 @@ def _detect(state_dict) -> bool:
     return has_keys(state_dict, "encoder.0.conv2d.weight", "out_mask_conv.conv2d.weight", "body.0.conv1.norm.norm.weight")
 
 
-def _build(state_dict) -> ModelDescriptor:
+def _build(state_dict, metadata=None) -> ModelDescriptor:
     config = {
         "base_ch": state_dict["encoder.0.conv2d.weight"].shape[0],
         "encoder": _block_channels(state_dict, "encoder"),

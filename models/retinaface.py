@@ -187,7 +187,7 @@ def _detect(state_dict) -> bool:
     return has_keys(state_dict, "fpn.output1.0.weight", "ssh1.conv3X3.0.weight", "ClassHead.0.conv1x1.weight")
 
 
-def _build(state_dict) -> ModelDescriptor:
+def _build(state_dict, metadata=None) -> ModelDescriptor:
     backbone = "resnet50" if "body.layer1.0.conv1.weight" in state_dict else "mobilenet0.25"
     out_channels = state_dict["fpn.output1.0.weight"].shape[0]
     model = RetinaFace(backbone, out_channels)
