@@ -1,0 +1,103 @@
+"""DifFace (TPAMI 2024): diffuse a restorer's clean estimate to step K, then reverse from there.
+
+As the official `sample_func_ir_aligned` does it (reference-algorithms.md A.2, A.5):
+    y0  -> bicubic-antialias resize to the prior's size (not clamped)
+    h   =  clamp(restorer(y0), 0, 1)                  (SwinIR; the crops themselves without one)
+    x_K =  sqrt(abar_K) (h - 0.5) / 0.5 + sqrt(1 - abar_K) z      (one draw, the whole batch)
+    DDIM(eta) from K - 1 down to 0 (the official off-by-one: x_K is diffused to K but the first
+    step runs at K - 1), then clamp((x + 1) / 2) and resize back, clamped.
+All draws come from one CPU torch.Generator seeded with the node's seed, in the official order and
+shapes, so a seed s reproduces the official sampling after torch.manual_seed(s).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .samplers import q_sample
+from .schedule import Schedule
+
+
+@dataclass(frozen=True)
+class DiffusionState:
+    """What DifFaceInit hands on: the noisy crops at a step, and how to continue from there."""
+
+    x: torch.Tensor  # [B, 3, S, S] float32 on the CPU, at respaced index `step`
+    step: int  # respaced index of x (K)
+    respacing: str
+    generator_state: torch.Tensor  # the CPU generator after the draws so far
+    crop_size: int  # the crops' size (outputs are resized back to it)
+    estimate: torch.Tensor  # the clean estimate h in 0..1, [B, 3, S, S] at the prior's size
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def generator(self) -> torch.Generator:
+        """A fresh generator at the saved state (the state itself is never advanced)."""
+        generator = torch.Generator(device="cpu")
+        generator.set_state(self.generator_state.clone())
+        return generator
+
+
+def resize_bicubic(x: torch.Tensor, size: int) -> torch.Tensor:
+    """torch's antialiased bicubic resize (PIL's kernel), as the official code resizes."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bicubic", antialias=True)
+
+
+def crops_to_tensor(crops: torch.Tensor, size: int) -> torch.Tensor:
+    """IMAGE [B, H, W, C] in 0..1 -> [B, 3, size, size] float32 (not clamped after resizing)."""
+    x = crops[..., :3].permute(0, 3, 1, 2).to(torch.float32).contiguous()
+    return resize_bicubic(x, size)
+
+
+def randn_like_from(generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Standard normal draws shaped like a tensor, from a CPU generator (the official order and
+    shapes then reproduce the official global-generator draws), moved to its device."""
+
+    def draw(like: torch.Tensor) -> torch.Tensor:
+        z = torch.randn(tuple(like.shape), generator=generator, dtype=torch.float32)
+        return z.to(like.device, non_blocking=True)
+
+    return draw
+
+
+def difface_init(
+    crops: torch.Tensor,
+    prior_size: int,
+    restore: Callable[[torch.Tensor], torch.Tensor] | None,
+    schedule: Schedule,
+    start_step: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> DiffusionState:
+    """crops: IMAGE [B, H, W, C] 0..1. restore: the restorer on [B, 3, S, S] 0..1 (or None)."""
+    if not 1 <= start_step < schedule.num_steps:
+        raise ValueError(
+            f"start step {start_step} is outside {schedule.respacing}'s 1..{schedule.num_steps - 1}"
+        )
+    y0 = crops_to_tensor(crops, prior_size).to(device)
+    estimate = (restore(y0) if restore is not None else y0).clamp(0.0, 1.0)
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    z = randn_like_from(generator)(estimate)
+    x = q_sample(schedule, (estimate - 0.5) / 0.5, start_step, z)
+    return DiffusionState(
+        x=x.cpu(),
+        step=start_step,
+        respacing=schedule.respacing,
+        generator_state=generator.get_state(),
+        crop_size=int(crops.shape[1]),
+        estimate=estimate.cpu(),
+    )
+
+
+def x0_to_crops(x: torch.Tensor, crop_size: int) -> torch.Tensor:
+    """[-1, 1] samples -> IMAGE [B, S, S, 3] in 0..1 at the crop size (clamped before and after)."""
+    image = (x * 0.5 + 0.5).clamp(0.0, 1.0)
+    if image.shape[-1] != crop_size:
+        image = resize_bicubic(image, crop_size).clamp(0.0, 1.0)
+    return image.permute(0, 2, 3, 1)

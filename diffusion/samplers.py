@@ -1,0 +1,115 @@
+"""Samplers over "a model that predicts epsilon" (and variance logits), a schedule and a noise source.
+
+Each sampler is one function that reads like its equations in reference-algorithms.md; official
+quirks are kept (and named) so that the same weights, input and noise give the official output.
+
+`denoise(x, t)` returns the raw network output [B, 6, H, W] (epsilon, variance logits) for x at
+original timestep t. `noise(like)` returns a standard normal tensor shaped like `like`, drawn in
+the official order (see each sampler). `callback(info)` receives {"i", "k", "x", "denoised"}.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .schedule import Schedule
+
+Denoiser = Callable[[torch.Tensor, int], torch.Tensor]
+NoiseSource = Callable[[torch.Tensor], torch.Tensor]
+
+
+def q_sample(schedule: Schedule, x0: torch.Tensor, k: int, noise: torch.Tensor) -> torch.Tensor:
+    """x_k = sqrt(abar_k) x0 + sqrt(1 - abar_k) z."""
+    return float(schedule.at("sqrt_alphas_cumprod", k)) * x0 + float(schedule.at("sqrt_one_minus_alphas_cumprod", k)) * noise
+
+
+def predict_x0(schedule: Schedule, x: torch.Tensor, k: int, eps: torch.Tensor) -> torch.Tensor:
+    """Clipped x0 = clamp(sqrt(1/abar_k) x - sqrt(1/abar_k - 1) eps, -1, 1)."""
+    x0 = float(schedule.at("sqrt_recip_alphas_cumprod", k)) * x - float(schedule.at("sqrt_recipm1_alphas_cumprod", k)) * eps
+    return x0.clamp(-1.0, 1.0)
+
+
+def sample_ddim(
+    denoise: Denoiser,
+    x: torch.Tensor,
+    schedule: Schedule,
+    first_step: int,
+    eta: float,
+    noise: NoiseSource,
+    callback=None,
+) -> torch.Tensor:
+    """DDIM(eta) from respaced index `first_step` down to 0, as DifFace's official code does it.
+
+    DifFace passes the raw network epsilon (not one re-derived from the clipped x0) into the
+    direction term, and draws z after every network call, k = 0 included (reference A.5):
+        x0     = clip(sqrt(1/abar_k) x - sqrt(1/abar_k - 1) eps)
+        sigma  = eta sqrt((1 - abar_{k-1}) / (1 - abar_k)) sqrt(1 - abar_k / abar_{k-1})
+        x      = sqrt(abar_{k-1}) x0 + sqrt(1 - abar_{k-1} - sigma^2) eps + [k != 0] sigma z
+    At k = 0 abar_{-1} = 1, so the result is the clipped x0 of the last call.
+    """
+    for i, k in enumerate(range(first_step, -1, -1)):
+        eps = denoise(x, int(schedule.timestep_map[k]))[:, :3].float()
+        x0 = predict_x0(schedule, x, k, eps)
+        alpha_bar = schedule.at("alphas_cumprod", k)  # float32 scalars, float32 arithmetic
+        alpha_bar_prev = schedule.at("alphas_cumprod_prev", k)
+        one = np.float32(1)
+        sigma = np.float32(eta) * np.sqrt((one - alpha_bar_prev) / (one - alpha_bar)) * np.sqrt(one - alpha_bar / alpha_bar_prev)
+        direction = np.sqrt(one - alpha_bar_prev - sigma ** 2)
+        z = noise(x)
+        nonzero = float(k != 0)
+        x = x0 * float(np.sqrt(alpha_bar_prev)) + float(direction) * eps + nonzero * float(sigma) * z
+        if callback is not None:
+            callback({"i": i, "k": k, "x": x, "denoised": x0})
+    return x
+
+
+def p_mean_log_variance(schedule: Schedule, x: torch.Tensor, k: int, output: torch.Tensor):
+    """The learned-range posterior of ADM (reference B.4): clipped x0, mean, log variance.
+
+        mean    = c1_k x0 + c2_k x
+        log var = f log(beta_k) + (1 - f) log(beta~_k),  f = (v + 1) / 2
+    """
+    eps, v = output[:, :3].float(), output[:, 3:].float()
+    x0 = predict_x0(schedule, x, k, eps)
+    mean = float(schedule.at("posterior_mean_coef1", k)) * x0 + float(schedule.at("posterior_mean_coef2", k)) * x
+    frac = (v + 1) / 2
+    log_variance = frac * float(schedule.at("log_betas", k)) + (1 - frac) * float(schedule.at("posterior_log_variance_clipped", k))
+    return x0, mean, log_variance
+
+
+def sample_dr2(
+    denoise: Denoiser,
+    y: torch.Tensor,
+    schedule: Schedule,
+    start_step: int,
+    output_step: int,
+    lowpass,
+    noise: NoiseSource,
+    x: torch.Tensor | None = None,
+    callback=None,
+) -> torch.Tensor:
+    """DR2's guided ancestral loop (`dr2_sample_loop`, reference B.4); returns x0 predicted at tau.
+
+        x_omega = q(y, omega)                               (unless a start x is given)
+        for k = omega .. tau:
+            x'  = mean_k + [k != 0] sigma_k z               (z always drawn)
+            if k == tau: return x0_k                         (x' is thrown away)
+            y'  = q(y, k - 1)                                (a fresh draw)
+            x   = x' - Phi_N(x') + Phi_N(y')   (N > 1)  or  y'   (N = 1: the sample is discarded)
+    Draw order: x_omega's noise, then per step the p-sample draw and (unless k = tau) the q draw.
+    """
+    if x is None:
+        x = q_sample(schedule, y, start_step, noise(y))
+    for i, k in enumerate(range(start_step, output_step - 1, -1)):
+        x0, mean, log_variance = p_mean_log_variance(schedule, x, k, denoise(x, int(schedule.timestep_map[k])))
+        z = noise(x)
+        sample = mean + float(k != 0) * torch.exp(0.5 * log_variance) * z
+        if callback is not None:
+            callback({"i": i, "k": k, "x": sample, "denoised": x0})
+        if k == output_step:
+            return x0
+        y_previous = q_sample(schedule, y, k - 1, noise(y))
+        x = sample - lowpass(sample) + lowpass(y_previous) if lowpass is not None else y_previous
+    raise ValueError(f"DR2 needs start step {start_step} >= output step {output_step}")
