@@ -1,0 +1,71 @@
+"""The model manifest (models/manifest.json): every weight file the pack supports."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+
+MANIFEST_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "manifest.json")
+
+
+@functools.lru_cache(maxsize=1)
+def load_manifest() -> tuple[dict, ...]:
+    with open(MANIFEST_PATH, encoding="utf-8") as handle:
+        return tuple(json.load(handle)["models"])
+
+
+def manifest_entry(name: str) -> dict:
+    for entry in load_manifest():
+        if entry["name"] == name:
+            return entry
+    raise KeyError(f"{name} is not in the model manifest ({MANIFEST_PATH})")
+
+
+def workflow_model(name: str) -> dict:
+    """An entry for a UI workflow's `models` list (the frontend's missing-model dialog)."""
+    entry = manifest_entry(name)
+    model = {"name": entry["name"], "url": entry["url"], "directory": entry["folder"]}
+    if entry.get("sha256"):
+        model.update({"hash": entry["sha256"], "hash_type": "SHA256"})
+    return model
+
+
+def identify_file(path: str) -> dict:
+    """What a weight file is: {"architecture": name, "image_size": n (UNets)}. Raises CheckpointError."""
+    from . import build_model, identify
+    from .checkpoint import CheckpointError, load_state_dict, read_metadata
+
+    state_dict = load_state_dict(path)
+    if identify(state_dict) is not None:
+        descriptor = build_model(state_dict, name=os.path.basename(path), metadata=read_metadata(path))
+        found = {"architecture": descriptor.architecture}
+        if "image_size" in descriptor.config:
+            found["image_size"] = descriptor.config["image_size"]
+        return found
+    try:
+        import spandrel
+
+        descriptor = spandrel.ModelLoader().load_from_state_dict(dict(state_dict))
+    except Exception as error:  # noqa: BLE001 - spandrel raises many kinds
+        raise CheckpointError(f"{os.path.basename(path)}: not a network this pack or spandrel knows ({str(error)[:200]})") from None
+    return {"architecture": descriptor.architecture.name}
+
+
+def verify_file(path: str, entry: dict) -> list[str]:
+    """Problems with a placed file (empty when it is what the manifest describes)."""
+    from .checkpoint import CheckpointError
+    from .convert import file_sha256
+
+    problems = []
+    if entry.get("size") and os.path.getsize(path) != entry["size"]:
+        problems.append(f"size {os.path.getsize(path)} bytes, expected {entry['size']} (incomplete download?)")
+    if entry.get("sha256") and file_sha256(path) != entry["sha256"]:
+        problems.append("sha256 differs from the published file")
+    try:
+        found = identify_file(path)
+    except CheckpointError as error:
+        return problems + [str(error)]
+    for key, expected in entry.get("expect", {}).items():
+        if found.get(key) != expected:
+            problems.append(f"{key} is {found.get(key)}, expected {expected}")
+    return problems
