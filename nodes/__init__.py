@@ -1,12 +1,24 @@
 """ComfyUI nodes: schemas plus short execute methods; the work happens in face/, models/, diffusion/."""
+from .diffusion_nodes import DifFaceInit, DR2GuidedSampler, FaceDiffusionLoader
+from .enhancer_nodes import Enhancer, FaceEnhancerLoader
 from .face_nodes import FaceDetect, PasteBack
 
 NODE_CLASS_MAPPINGS = {
     "FaceDetect": FaceDetect,
     "PasteBack": PasteBack,
+    "FaceDiffusionLoader": FaceDiffusionLoader,
+    "DifFaceInit": DifFaceInit,
+    "DR2GuidedSampler": DR2GuidedSampler,
+    "FaceEnhancerLoader": FaceEnhancerLoader,
+    "Enhancer": Enhancer,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
     "FaceDetect": "Face Detect (aligned crops)",
     "PasteBack": "Paste Faces Back",
+    "FaceDiffusionLoader": "Load Face Diffusion Prior",
+    "DifFaceInit": "DifFace Init (diffused estimate)",
+    "DR2GuidedSampler": "DR2 Guided Sampler (DR2 / DifFace)",
+    "FaceEnhancerLoader": "Load Face Enhancer",
+    "Enhancer": "Face Enhancer (SPARNetHD, GFPGAN, CodeFormer...)",
 }

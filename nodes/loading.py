@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import threading
 
+import torch
+
 from ..models import ModelDescriptor, load_model
 from ..models.checkpoint import CheckpointError
 from . import runtime
@@ -32,16 +34,19 @@ def find_weights(folder: str, filename: str, what: str, url: str | None = None) 
     raise FileNotFoundError(missing_file_message(what, filename, folder, url))
 
 
-def load_managed(path: str, kinds: tuple[str, ...]) -> tuple[ModelDescriptor, runtime.ManagedModule]:
+def load_managed(path: str, kinds: tuple[str, ...], dtype: torch.dtype = torch.float32):
+    """(descriptor, managed module) of a weight file, built once per file and dtype."""
     stat = os.stat(path)
-    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, kinds)
+    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, kinds, dtype)
     with _lock:
         if key not in _cache:
             try:
                 descriptor = load_model(path, kinds)
             except CheckpointError as error:
                 raise ValueError(f"{error} ({path})") from None
-            for stale in [k for k in _cache if k[0] == key[0] and k[3] == kinds]:
+            if dtype != torch.float32:
+                descriptor.to_dtype(dtype)
+            for stale in [k for k in _cache if k[0] == key[0] and k[1:3] != key[1:3]]:
                 del _cache[stale]  # the file changed on disk
             _cache[key] = (descriptor, runtime.ManagedModule(descriptor.module))
         return _cache[key]

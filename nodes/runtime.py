@@ -33,6 +33,8 @@ log = logging.getLogger("diffusion_face_restore")
 # Our model folders (under ComfyUI's models/), and what goes in each.
 MODEL_FOLDERS = {
     "facedetection": "face detectors (RetinaFace) and face parsers (ParseNet, BiSeNet)",
+    "face_diffusion": "face diffusion priors (DifFace's iDDPM UNet, DR2's ADM UNet)",
+    "facerestore_models": "face restorers (SPARNetHD, GFPGAN, RestoreFormer, CodeFormer), shared with other face packs",
 }
 PREVIEW_MAX_SIZE = 512
 
@@ -58,14 +60,72 @@ def output_device() -> torch.device:
     return _model_management.intermediate_device() if IN_COMFYUI else torch.device("cpu")
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def pick_dtype(choice: str = "auto", parameters: int = 0, supports_fp16: bool = True, supports_bf16: bool = True) -> torch.dtype:
+    """The dtype to run a network in: the user's choice, or what the device does well.
+
+    "auto" asks ComfyUI's model management (bf16 first, then fp16); without ComfyUI, bf16 on a
+    CUDA device that supports it, fp16 on other CUDA devices, float32 elsewhere.
+    """
+    if choice != "auto":
+        if choice not in _DTYPES:
+            raise ValueError(f"unknown precision '{choice}' (choose one of {', '.join(PRECISIONS)})")
+        return _DTYPES[choice]
+    device = torch_device()
+    if IN_COMFYUI:
+        if supports_bf16 and _model_management.should_use_bf16(device, model_params=parameters, manual_cast=False):
+            return torch.bfloat16
+        if supports_fp16 and _model_management.should_use_fp16(device, model_params=parameters, manual_cast=False):
+            return torch.float16
+        return torch.float32
+    if device.type == "cuda":
+        if supports_bf16 and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        if supports_fp16:
+            return torch.float16
+    return torch.float32
+
+
+def items_that_fit(bytes_per_item: int, wanted: int, cpu_limit: int = 4) -> int:
+    """How many items (faces) to put through a network at once, given the free device memory."""
+    device = torch_device()
+    if device.type == "cpu":
+        return max(1, min(wanted, cpu_limit))
+    if IN_COMFYUI:
+        free = _model_management.get_free_memory(device)
+    elif device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        return max(1, min(wanted, cpu_limit))
+    return max(1, min(wanted, int(free * 0.8) // max(1, bytes_per_item)))
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    if IN_COMFYUI and isinstance(error, _model_management.OOM_EXCEPTION) and _model_management.OOM_EXCEPTION is not Exception:
+        return True
+    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def free_cached_memory():
+    if IN_COMFYUI:
+        _model_management.soft_empty_cache()
+    elif torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 # --- putting networks on the device --------------------------------------------------------------
 
 class ManagedModule:
-    """A network whose placement is managed: call `load()` before each use, get it on the device."""
+    """A network whose placement is managed: call `load()` before each use, get it on the device.
 
-    def __init__(self, module: torch.nn.Module, dtype: torch.dtype = torch.float32):
-        self.module = module.to(dtype)
-        self.dtype = dtype
+    The module keeps the dtypes it was given (cast it before wrapping it).
+    """
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
         self.device = torch_device()
         self._patcher = None
         if IN_COMFYUI:

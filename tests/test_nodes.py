@@ -212,3 +212,19 @@ def test_runtime_falls_back_to_plain_torch(tmp_path):
         assert runtime.list_model_files("facedetection") == ["x.pth"]
     finally:
         del os.environ["DFR_MODELS_DIR"]
+
+
+def test_far_off_and_broken_detections_are_drawn_or_dropped():
+    from diffusion_face_restore.face.detection import Detection
+    from diffusion_face_restore.face.find import align_face, make_face_set
+    from diffusion_face_restore.face.preview import draw_detections
+    from diffusion_face_restore.face.selection import select_faces
+
+    photo = np.zeros((100, 120, 3), np.float32)
+    far = Detection(np.array([-5e11, -5e11, 7e11, 7e11]), np.array([[1e11, 2e11], [3e11, 2e11], [2e11, 3e11], [1e11, 4e11], [3e11, 4e11]]), 0.99)
+    broken = Detection(np.array([0.0, 0.0, np.nan, 10.0]), np.zeros((5, 2)), 0.99)
+    kept = select_faces([far, broken], 100, 120)
+    assert kept == [far]
+    face, crop = align_face(photo, 0, far, 256)
+    preview = draw_detections(photo, make_face_set([face], [crop], 256, [(100, 120)], "test"), 0)
+    assert preview.shape == photo.shape

@@ -70,3 +70,13 @@ def randomize_batchnorm(module: torch.nn.Module, seed: int = 0) -> torch.nn.Modu
 def facexlib_module(name: str):
     """facexlib (test-only reference implementation) or a skip."""
     return pytest.importorskip(name, reason="facexlib (tests/requirements.txt) is the reference implementation")
+
+
+def golden_path(*parts: str) -> str:
+    """A file of ../shared/golden (vectors from the official DifFace and DR2 code), or a skip."""
+    return shared_path("golden", *parts)
+
+
+def golden(*parts: str):
+    """A golden .npy array."""
+    return np.load(golden_path(*parts))

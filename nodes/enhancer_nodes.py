@@ -1,0 +1,178 @@
+"""FaceEnhancerLoader and Enhancer: a face restorer that adds detail to aligned crops."""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import weakref
+from dataclasses import dataclass
+
+import torch
+
+from ..face.image import check_image_batch
+from ..models import FACE_RESTORATION, build_model, identify
+from ..models.checkpoint import CheckpointError, load_state_dict
+from ..models.face_restorers import RESIZE_MODES, FaceRestorer, from_descriptor
+from . import runtime
+from .loading import find_weights
+from .types import CATEGORY_FACES, FACE_ENHANCER, MODEL_FOLDER_OPTION
+
+log = logging.getLogger("diffusion_face_restore")
+
+ENHANCER_FOLDER = "facerestore_models"
+# activation memory of one 512 px face through a face restorer (SPARNetHD is the heaviest)
+BYTES_PER_FACE = 1536 * 2 ** 20
+
+
+@dataclass(eq=False)
+class FaceEnhancer:
+    """A loaded face restorer (the FACE_ENHANCER value)."""
+
+    name: str
+    restorer: FaceRestorer
+    managed: runtime.ManagedModule
+
+
+@functools.lru_cache(maxsize=1)
+def spandrel_loader():
+    """spandrel's ModelLoader, with the non-commercial extra architectures when installed."""
+    import spandrel
+
+    try:
+        from spandrel_extra_arches import EXTRA_REGISTRY
+
+        spandrel.MAIN_REGISTRY.add(*EXTRA_REGISTRY)
+    except ImportError:
+        pass
+    except Exception:  # noqa: BLE001 - already registered (ComfyUI registers them too)
+        pass
+    return spandrel.ModelLoader()
+
+
+_loaded: dict[tuple, FaceEnhancer] = {}
+_lock = threading.Lock()
+
+
+def load_enhancer(path: str) -> FaceEnhancer:
+    stat = os.stat(path)
+    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+    with _lock:
+        if key not in _loaded:
+            name = os.path.basename(path)
+            try:
+                state_dict = load_state_dict(path)
+                if identify(state_dict) is not None:
+                    descriptor = build_model(state_dict, (FACE_RESTORATION,), name)
+                else:
+                    try:
+                        descriptor = spandrel_loader().load_from_state_dict(dict(state_dict))
+                    except Exception as error:  # noqa: BLE001 - spandrel raises many kinds
+                        raise CheckpointError(f"{name}: not a face restorer this pack or spandrel knows ({str(error)[:200]})") from None
+                restorer = from_descriptor(descriptor)
+            except (CheckpointError, ValueError) as error:
+                raise ValueError(f"{error} ({path})") from None
+            _loaded[key] = FaceEnhancer(name, restorer, runtime.ManagedModule(restorer.module))
+        return _loaded[key]
+
+
+_wrapped_upscale_models: "weakref.WeakKeyDictionary[object, FaceEnhancer]" = weakref.WeakKeyDictionary()
+
+
+def enhancer_from_upscale_model(descriptor) -> FaceEnhancer:
+    """ComfyUI's UPSCALE_MODEL (a spandrel descriptor) as an enhancer, with the right ranges."""
+    if descriptor not in _wrapped_upscale_models:
+        restorer = from_descriptor(descriptor)
+        _wrapped_upscale_models[descriptor] = FaceEnhancer(restorer.name, restorer, runtime.ManagedModule(restorer.module))
+    return _wrapped_upscale_models[descriptor]
+
+
+def enhance(enhancer: FaceEnhancer, crops: torch.Tensor, fidelity: float, resize: str) -> torch.Tensor:
+    """IMAGE [B, H, W, C] -> IMAGE at the network's size, batched on the device."""
+    enhancer.managed.load(memory_required=BYTES_PER_FACE)  # moves the restorer's module onto the device
+    device = enhancer.managed.device
+    x = crops[..., :3].permute(0, 3, 1, 2).to(torch.float32).contiguous()  # some networks .view() features
+    chunk = runtime.items_that_fit(BYTES_PER_FACE, x.shape[0])
+    progress = runtime.Progress(x.shape[0], "Enhancer")
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, x.shape[0], chunk):
+            part = x[start:start + chunk].to(device)
+            out = enhancer.restorer.run(part, fidelity, resize).clamp(0.0, 1.0)
+            outputs.append(out.cpu())
+            progress.update(part.shape[0], preview=out[0].permute(1, 2, 0))
+            runtime.check_cancel()
+    return torch.cat(outputs).permute(0, 2, 3, 1)
+
+
+class FaceEnhancerLoader:
+    DESCRIPTION = (
+        "Loads a face restorer from models/facerestore_models: DR2's SPARNetHD (SPARNetHD_FFHQ_DR2aug.pth), "
+        "GFPGAN, RestoreFormer, CodeFormer (with spandrel_extra_arches) and other face models spandrel knows, "
+        "each run with its correct input and output range."
+    )
+    CATEGORY = CATEGORY_FACES
+    FUNCTION = "load"
+    RETURN_TYPES = (FACE_ENHANCER,)
+    RETURN_NAMES = ("enhancer",)
+    OUTPUT_TOOLTIPS = ("The face restorer, for Enhancer.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model_name": (runtime.list_model_files(ENHANCER_FOLDER), {MODEL_FOLDER_OPTION: ENHANCER_FOLDER, "tooltip": (
+                    "A file in models/facerestore_models (shared with other face packs).")}),
+            }
+        }
+
+    def load(self, model_name):
+        path = find_weights(ENHANCER_FOLDER, model_name, "FaceEnhancerLoader")
+        enhancer = load_enhancer(path)
+        log.info("face enhancer %s: %s", model_name, enhancer.restorer.name)
+        return (enhancer,)
+
+
+class Enhancer:
+    DESCRIPTION = (
+        "Restores detail on aligned face crops with a face restorer: DR2's SPARNetHD after DR2GuidedSampler "
+        "(as in the paper), or GFPGAN, RestoreFormer, CodeFormer... Connect a FaceEnhancerLoader output or any "
+        "ComfyUI upscale model of a face network (Load Upscale Model). Crops are resized to the network's size "
+        "(512) and the output stays at that size (PasteBack resizes)."
+    )
+    CATEGORY = CATEGORY_FACES
+    FUNCTION = "enhance"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("faces",)
+    OUTPUT_TOOLTIPS = ("The enhanced face crops, at the network's size.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "crops": ("IMAGE", {"tooltip": "Aligned face crops (FaceDetect's crops or a sampler's faces)."}),
+                "fidelity": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": (
+                    "CodeFormer's fidelity weight w: 0 = most generated detail, 1 = closest to the input. "
+                    "Other networks ignore it.")}),
+                "resize": (list(RESIZE_MODES), {"default": RESIZE_MODES[0], "tooltip": (
+                    "How crops are resized to the network's size. bicubic antialias: today's torchvision; "
+                    "bicubic legacy: torchvision < 0.17, what DR2's authors had (their SPARNet results).")}),
+            },
+            "optional": {
+                "enhancer": (FACE_ENHANCER, {"tooltip": "A FaceEnhancerLoader output."}),
+                "upscale_model": ("UPSCALE_MODEL", {"tooltip": "Or a face network loaded with ComfyUI's Load Upscale Model."}),
+            },
+        }
+
+    def enhance(self, crops, fidelity, resize, enhancer=None, upscale_model=None):
+        crops = check_image_batch(crops, "crops")
+        if enhancer is None and upscale_model is None:
+            raise ValueError("Enhancer needs a face restorer: connect FaceEnhancerLoader or Load Upscale Model")
+        if enhancer is not None and upscale_model is not None:
+            raise ValueError("connect either an enhancer or an upscale model to Enhancer, not both")
+        if enhancer is not None and not isinstance(enhancer, FaceEnhancer):
+            raise TypeError(f"Enhancer's enhancer got a {type(enhancer).__name__}: connect FaceEnhancerLoader's output")
+        chosen = enhancer if enhancer is not None else enhancer_from_upscale_model(upscale_model)
+        if crops.shape[0] == 0:
+            return (crops,)
+        return (enhance(chosen, crops, fidelity, resize).to(runtime.output_device()),)

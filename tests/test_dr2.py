@@ -1,0 +1,123 @@
+"""DR2: the low-pass operator, omega, the guided loop on the golden vectors (core and nodes)."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from testdata import golden, golden_path
+from diffusion_face_restore.diffusion.difface import randn_like_from
+from diffusion_face_restore.diffusion.dr2 import automatic_omega, prepare_guide
+from diffusion_face_restore.diffusion.lowpass import LowPass, resize_matrix
+from diffusion_face_restore.diffusion.samplers import sample_dr2
+from diffusion_face_restore.diffusion.schedule import Schedule
+from diffusion_face_restore.models.convert import convert_to_safetensors
+from diffusion_face_restore.nodes import runtime
+from diffusion_face_restore.nodes.diffusion_nodes import DifFaceInit, DR2GuidedSampler, FaceDiffusionLoader
+
+CASE = "dr2_reduced_N4_tau22"
+SEED = 20240601
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8, 16])
+def test_lowpass_reproduces_the_official_resizer(factor):
+    np.testing.assert_array_equal(resize_matrix(256, 256 // factor), golden("dr2_lowpass_filter", f"down_N{factor}_matrix.npy"))
+    np.testing.assert_array_equal(resize_matrix(256 // factor, 256), golden("dr2_lowpass_filter", f"up_N{factor}_matrix.npy"))
+    x = torch.from_numpy(golden("dr2_lowpass_filter", "x.npy"))
+    lowpass = LowPass(256, factor)
+    np.testing.assert_allclose(lowpass.down(x).numpy(), golden("dr2_lowpass_filter", f"down_N{factor}.npy"), atol=1e-6)
+    np.testing.assert_allclose(lowpass(x).numpy(), golden("dr2_lowpass_filter", f"updown_N{factor}.npy"), atol=1e-6)
+
+
+def test_omega_table_and_limits():
+    assert [automatic_omega(n, t) for n, t in [(4, 22), (8, 35), (16, 35), (1, 10), (2, 10)]] == [42, 60, 65, 15, 20]
+    assert automatic_omega(16, 80) == 99, "the official min(tau + 30, 100) would crash at 100"
+    with pytest.raises(ValueError, match="must divide"):
+        LowPass(256, 3)
+
+
+def unet():
+    import json
+
+    from diffusion_face_restore.models.checkpoint import load_state_dict
+    from diffusion_face_restore.models.unet import build_unet
+
+    state_dict = load_state_dict(golden_path("checkpoints", "dr2", "reduced", "DR2_reduced.pkl"))
+    return build_unet(state_dict, {"dfr.config": json.dumps({"num_head_channels": 32})}).module
+
+
+def test_dr2_loop_traces_match_the_official_code():
+    model = unet()
+    schedule = Schedule("100")
+    y = torch.from_numpy(golden(CASE, "ref_img.npy"))
+    draws, samples, x0s = [], [], []
+    source = randn_like_from(torch.Generator().manual_seed(SEED))
+
+    def noise(like):
+        draws.append(source(like))
+        return draws[-1]
+
+    def callback(info):
+        samples.append(info["x"])
+        x0s.append(info["denoised"])
+
+    with torch.no_grad():
+        out = sample_dr2(lambda x, t: model(x, torch.full((x.shape[0],), t)), y, schedule, 42, 22, LowPass(256, 4), noise, callback=callback)
+    assert len(draws) == 2 * (42 - 22) + 2 == 42 and len(samples) == 21
+    official_draws = golden(CASE, "noise_draws_first3_last.npy")
+    for row, index in enumerate([0, 1, 2]):
+        assert torch.equal(draws[index], torch.from_numpy(official_draws[row]))
+    official_samples = golden(CASE, "p_sample_first3_last.npy")
+    for row, index in enumerate([0, 1, 2, 20]):
+        np.testing.assert_allclose(samples[index].numpy(), official_samples[row], atol=1e-4)
+    np.testing.assert_allclose(out.numpy(), golden(CASE, "dr2_output.npy"), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def dr2_prior(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    (root / "face_diffusion").mkdir()
+    convert_to_safetensors(golden_path("checkpoints", "dr2", "reduced", "DR2_reduced.pkl"), str(root / "face_diffusion" / "dr2.safetensors"), {"num_head_channels": 32})
+    runtime.set_models_dir(str(root))
+    yield FaceDiffusionLoader().load("dr2.safetensors", "fp32")[0]
+    runtime.set_models_dir(None)
+
+
+def official_input() -> torch.Tensor:
+    with Image.open(golden_path(CASE, "input.png")) as image:
+        return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255)[None]
+
+
+def test_guide_is_read_as_the_official_code_reads_it():
+    np.testing.assert_array_equal(prepare_guide(official_input(), 256).numpy(), golden(CASE, "ref_img.npy"))
+
+
+def test_dr2_node_equals_the_official_dr2(dr2_prior):
+    faces, native = DR2GuidedSampler().sample(dr2_prior, SEED, 4, 22, 0, 0.5, "auto", guide=official_input())
+    expected = golden(CASE, "dr2_output.npy") * 0.5 + 0.5
+    error = float(np.abs(native.permute(0, 3, 1, 2).numpy() - np.clip(expected, 0, 1)).max())
+    assert error <= 1e-4, f"DR2 differs from the official output by {error:.2e}"
+    assert faces.shape == (1, 512, 512, 3) and native.shape == (1, 256, 256, 3)
+    official_png = np.asarray(Image.open(golden_path(CASE, "output_dr2_official.png")).convert("RGB"), dtype=int)
+    assert np.abs(np.rint(native[0].numpy() * 255).astype(int) - official_png).max() <= 1
+
+
+def test_explicit_omega_and_batches(dr2_prior, aligned_faces):
+    crops = torch.from_numpy(np.stack(list(aligned_faces.values())[:2]).astype(np.float32) / 255)
+    batch = DR2GuidedSampler().sample(dr2_prior, 1, 8, 35, 38, 0.5, "auto", guide=crops)[1]
+    single = DR2GuidedSampler().sample(dr2_prior, 1, 8, 35, 38, 0.5, "auto", guide=crops[1:])[1]
+    assert batch.shape == (2, 256, 256, 3) and not torch.allclose(batch[0], batch[1])
+    assert not torch.allclose(batch[1], single[0]), "each batch draws its noise as one tensor, as the official code"
+    with pytest.raises(ValueError, match="omega = 20 must lie between tau = 35"):
+        DR2GuidedSampler().sample(dr2_prior, 1, 8, 35, 20, 0.5, "auto", guide=crops)
+    with pytest.raises(ValueError, match="must divide"):
+        DR2GuidedSampler().sample(dr2_prior, 1, 3, 35, 0, 0.5, "auto", guide=crops)
+
+
+def test_difface_start_with_dr2_guidance(dr2_prior, aligned_faces):
+    crops = torch.from_numpy(np.stack(list(aligned_faces.values())[:1]).astype(np.float32) / 255)
+    state, _ = DifFaceInit().init(dr2_prior, crops, 5, 40, "100")
+    hybrid = DR2GuidedSampler().sample(dr2_prior, 0, 4, 35, 0, 0.5, "auto", guide=crops, state=state)[1]
+    plain = DR2GuidedSampler().sample(dr2_prior, 0, 4, 35, 0, 0.5, "auto", state=state)[1]
+    assert hybrid.shape == plain.shape == (1, 256, 256, 3) and not torch.allclose(hybrid, plain)
+    with pytest.raises(ValueError, match="before the state's start step"):
+        DR2GuidedSampler().sample(dr2_prior, 0, 4, 60, 0, 0.5, "auto", guide=crops, state=state)
