@@ -11,6 +11,8 @@ import pytest
 
 from testdata import ROOT
 from diffusion_face_restore import NODE_CLASS_MAPPINGS
+from diffusion_face_restore.models.manifest import load_manifest
+from diffusion_face_restore.nodes.types import MODEL_FOLDER_OPTION
 
 WORKFLOW_FILES = sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json")))
 
@@ -41,6 +43,11 @@ def widget_specs(node_type):
 
 def check_widget_value(where, value, spec):
     kind, options = spec[0], (spec[1] if len(spec) > 1 else {})
+    if MODEL_FOLDER_OPTION in options:  # a list of files: the workflow names one the manifest knows
+        folder = options[MODEL_FOLDER_OPTION]
+        known = [m["name"] for m in load_manifest() if m["folder"] == folder]
+        assert value in known, f"{where}: {value!r} is not a {folder} file of the manifest"
+        return
     if isinstance(kind, (list, tuple)):
         assert value in kind, f"{where}: {value!r} is not one of {kind}"
         return
@@ -66,6 +73,8 @@ def test_workflow_fits_the_node_definitions(path):
                 check_widget_value(f"{kind}.{name}", value, spec)
         else:
             assert len(node.get("widgets_values", [])) == len(CORE_NODES[kind][1]), kind
+            if kind == "UpscaleModelLoader":
+                check_widget_value(kind, node["widgets_values"][0], ([], {MODEL_FOLDER_OPTION: "upscale_models"}))
     for link_id, src, src_slot, dst, dst_slot, kind in workflow["links"]:
         output = nodes[src]["outputs"][src_slot]
         target = nodes[dst]["inputs"][dst_slot]
@@ -83,3 +92,14 @@ def test_workflow_fits_the_node_definitions(path):
 def test_workflows_are_up_to_date_with_their_descriptions():
     result = subprocess.run([sys.executable, os.path.join(ROOT, "workflows", "build.py"), "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=os.path.basename)
+def test_workflow_model_lists_come_from_the_manifest(path):
+    with open(path, encoding="utf-8") as handle:
+        workflow = json.load(handle)
+    manifest = {m["name"]: m for m in load_manifest()}
+    for model in workflow.get("models", []):
+        entry = manifest[model["name"]]
+        assert model["url"] == entry["url"] and model["directory"] == entry["folder"]
+        assert model.get("hash") == entry.get("sha256")

@@ -18,14 +18,20 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from pack_import import import_pack  # noqa: E402
 
+import_pack()
+from diffusion_face_restore.models.manifest import workflow_model  # noqa: E402
+
 # Core ComfyUI nodes used in our workflows: (socket inputs, widget names, outputs).
 CORE_NODES = {
     "LoadImage": ([], ["image", "upload"], [("IMAGE", "IMAGE"), ("MASK", "MASK")]),
+    "UpscaleModelLoader": ([], ["model_name"], [("UPSCALE_MODEL", "UPSCALE_MODEL")]),
+    "ImageUpscaleWithModel": ([("upscale_model", "UPSCALE_MODEL"), ("image", "IMAGE")], [], [("IMAGE", "IMAGE")]),
     "SaveImage": ([("images", "IMAGE")], ["filename_prefix"], []),
     "PreviewImage": ([("images", "IMAGE")], [], []),
     "Note": ([], ["text"], []),
 }
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
+CONTROL_SUFFIX = " control_after_generate"
 
 
 def node_signature(node_type: str):
@@ -40,6 +46,8 @@ def node_signature(node_type: str):
             kind = spec[0]
             if isinstance(kind, (list, tuple)) or kind in WIDGET_TYPES:
                 widgets.append(name)
+                if kind == "INT" and spec[1].get("control_after_generate"):
+                    widgets.append(name + CONTROL_SUFFIX)  # the frontend's "control after generate" value
             else:
                 sockets.append((name, kind))
     names = getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)
@@ -72,10 +80,12 @@ def defaults_of(node_type: str) -> dict:
     for section in cls.INPUT_TYPES().values():
         for name, spec in section.items():
             options = spec[1] if len(spec) > 1 else {}
-            if isinstance(spec[0], (list, tuple)):
-                values[name] = options.get("default", spec[0][0])
+            if isinstance(spec[0], (list, tuple)) and (spec[0] or "default" in options):
+                values[name] = options.get("default", spec[0][0] if spec[0] else None)
             elif "default" in options:
                 values[name] = options["default"]
+            if options.get("control_after_generate"):
+                values[name + CONTROL_SUFFIX] = "fixed"
     return values
 
 
@@ -101,6 +111,9 @@ def render(workflow: Workflow) -> dict:
             raise ValueError(f"{workflow.name}: {node.type} has no widget {sorted(unknown)}")
         values = {} if node.type in CORE_NODES else defaults_of(node.type)
         values.update(node.widgets)
+        missing = [name for name in widget_names if name not in values]
+        if missing:
+            raise ValueError(f"{workflow.name}: {node.type} needs values for {missing}")
         entry = {
             "id": node.id,
             "type": node.type,
@@ -174,7 +187,125 @@ FACE_CROP_PASTE = Workflow(
     ],
 )
 
-WORKFLOWS = [FACE_CROP_PASTE]
+DIFFACE_NOTE = (
+    "DifFace (TPAMI 2024): SwinIR estimates the clean face, the estimate is diffused to step K of the "
+    "face prior and the reverse process (DDIM, eta) runs from there.\n\n"
+    "Knobs: DifFaceInit start_step K (default 100 of ddim250): larger = more generated detail, less "
+    "fidelity; smaller = closer to SwinIR's estimate. DR2GuidedSampler eta (0.5): 0 = deterministic. "
+    "The seed on DifFaceInit fixes every random draw (the official result for that seed).\n\n"
+    "Weights: iddpm_ffhq512_ema500000.pth -> models/face_diffusion; swinir_restoration512_L1.pth -> "
+    "models/upscale_models; detection_Resnet50_Final.pth and parsing_parsenet.pth -> "
+    "models/facedetection. DifFace's weights are for non-commercial use only (S-Lab License 1.0).\n\n"
+    "Cost: 100 UNet calls per face (about 5 min per face on a CPU; seconds on a GPU)."
+)
+
+
+def difface_workflow(name: str, upscaled_background: bool) -> Workflow:
+    nodes = [
+        Node(1, "LoadImage", (40, 120), {"image": "example.png", "upload": "image"}, (320, 340)),
+        Node(2, "FaceDetect", (400, 120), {"detector": "retinaface_resnet50"}, (340, 300)),
+        Node(3, "FaceDiffusionLoader", (400, 480), {"model_name": "iddpm_ffhq512_ema500000.pth"}, (340, 110)),
+        Node(4, "UpscaleModelLoader", (400, 640), {"model_name": "swinir_restoration512_L1.pth"}, (340, 80)),
+        Node(5, "DifFaceInit", (800, 120), {}, (340, 200)),
+        Node(6, "DR2GuidedSampler", (1180, 120), {}, (340, 260)),
+        Node(7, "PasteBack", (1560, 120), {"parsing": "parsenet"}, (340, 300)),
+        Node(8, "SaveImage", (1940, 120), {"filename_prefix": name}, (340, 360)),
+        Node(9, "PreviewImage", (800, 400), {}, (340, 300), title="SwinIR estimate"),
+        Node(10, "PreviewImage", (1180, 460), {}, (340, 300), title="Restored crops"),
+        Node(11, "Note", (40, 520), {"text": DIFFACE_NOTE}, (320, 360)),
+    ]
+    links = [
+        (1, "IMAGE", 2, "image"),
+        (2, "faces", 7, "faces"),
+        (2, "crops", 5, "crops"),
+        (3, "prior", 5, "prior"),
+        (3, "prior", 6, "prior"),
+        (4, "UPSCALE_MODEL", 5, "restorer"),
+        (5, "state", 6, "state"),
+        (6, "faces", 7, "restored_crops"),
+        (7, "image", 8, "images"),
+        (5, "estimate", 9, "images"),
+        (6, "faces", 10, "images"),
+    ]
+    models = ["iddpm_ffhq512_ema500000.pth", "swinir_restoration512_L1.pth", "detection_Resnet50_Final.pth", "parsing_parsenet.pth"]
+    if upscaled_background:
+        nodes += [
+            Node(12, "UpscaleModelLoader", (1180, 800), {"model_name": "RealESRGAN_x2plus.pth"}, (340, 80)),
+            Node(13, "ImageUpscaleWithModel", (1560, 480), {}, (340, 60), title="2x background (RealESRGAN)"),
+        ]
+        links += [(12, "UPSCALE_MODEL", 13, "upscale_model"), (1, "IMAGE", 13, "image"), (13, "IMAGE", 7, "image")]
+        models.append("RealESRGAN_x2plus.pth")
+    else:
+        links.append((1, "IMAGE", 7, "image"))
+    return Workflow(name, nodes, links, [workflow_model(m) for m in models])
+
+
+DIFFACE = difface_workflow("difface", upscaled_background=False)
+DIFFACE_X2 = difface_workflow("difface_x2_background", upscaled_background=True)
+
+DR2_NOTE = (
+    "DR2 (CVPR 2023): the degraded face is diffused to step omega and denoised to tau while each sample's "
+    "low frequencies (below 1/N of the size) are replaced by the input's at the same noise level: the "
+    "degradation is washed out, the coarse face kept. SPARNetHD (Enhancer) then restores the detail.\n\n"
+    "Knobs (DR2GuidedSampler): N and tau. Paper settings: (4, 22) mild, (8, 35) medium, (16, 35) severe "
+    "degradation. Larger N and tau remove more degradation and keep less of the person. omega 0 = the "
+    "paper's table (tau + 5..30).\n\n"
+    "Weights: DR2_FFHQ.pkl -> models/face_diffusion and SPARNetHD_FFHQ_DR2aug.pth -> "
+    "models/facerestore_models (both only on Baidu Netdisk: see the README), detection_Resnet50_Final.pth "
+    "-> models/facedetection. DR2 is MIT-licensed.\n\n"
+    "The Enhancer takes DR2's 256 px output and resizes it itself, as the official code does."
+)
+HYBRID_NOTE = (
+    "DifFace's start with DR2's guidance: SwinIR's estimate is diffused to step K of DR2's prior (DifFaceInit), "
+    "then DR2GuidedSampler denoises from K to tau with DR2's low-frequency guidance from the crops, and "
+    "SPARNetHD adds detail.\n\n"
+    "K (start_step, on the 100-step respacing) plays omega's role; N and tau as in DR2. The estimate starts "
+    "the diffusion closer to a clean face than DR2's own start, so a smaller K suffices.\n\n"
+    "Weights: DR2_FFHQ.pkl, SPARNetHD_FFHQ_DR2aug.pth (Baidu, see the README), swinir_restoration512_L1.pth "
+    "(DifFace, non-commercial), detection_Resnet50_Final.pth."
+)
+
+
+def dr2_workflow(name: str, difface_start: bool) -> Workflow:
+    nodes = [
+        Node(1, "LoadImage", (40, 120), {"image": "example.png", "upload": "image"}, (320, 340)),
+        Node(2, "FaceDetect", (400, 120), {"detector": "retinaface_resnet50"}, (340, 300)),
+        Node(3, "FaceDiffusionLoader", (400, 480), {"model_name": "DR2_FFHQ.pkl"}, (340, 110)),
+        Node(4, "FaceEnhancerLoader", (1180, 480), {"model_name": "SPARNetHD_FFHQ_DR2aug.pth"}, (340, 80)),
+        Node(5, "DR2GuidedSampler", (800, 120), {"N": 4, "tau": 22}, (340, 260)),
+        Node(6, "Enhancer", (1180, 120), {}, (340, 150)),
+        Node(7, "PasteBack", (1560, 120), {}, (340, 300)),
+        Node(8, "SaveImage", (1940, 120), {"filename_prefix": name}, (340, 360)),
+        Node(9, "PreviewImage", (800, 480), {}, (340, 300), title="DR2 output (coarse, degradation-free)"),
+        Node(10, "Note", (40, 520), {"text": HYBRID_NOTE if difface_start else DR2_NOTE}, (320, 380)),
+    ]
+    links = [
+        (1, "IMAGE", 2, "image"),
+        (1, "IMAGE", 7, "image"),
+        (2, "faces", 7, "faces"),
+        (2, "crops", 5, "guide"),
+        (3, "prior", 5, "prior"),
+        (5, "faces_prior_size", 6, "crops"),
+        (4, "enhancer", 6, "enhancer"),
+        (6, "faces", 7, "restored_crops"),
+        (7, "image", 8, "images"),
+        (5, "faces_prior_size", 9, "images"),
+    ]
+    models = ["DR2_FFHQ.pkl", "SPARNetHD_FFHQ_DR2aug.pth", "detection_Resnet50_Final.pth"]
+    if difface_start:
+        nodes += [
+            Node(11, "UpscaleModelLoader", (400, 640), {"model_name": "swinir_restoration512_L1.pth"}, (340, 80)),
+            Node(12, "DifFaceInit", (400, 800), {"start_step": 40, "respacing": "100"}, (340, 200)),
+        ]
+        links += [(2, "crops", 12, "crops"), (3, "prior", 12, "prior"), (11, "UPSCALE_MODEL", 12, "restorer"), (12, "state", 5, "state")]
+        models.append("swinir_restoration512_L1.pth")
+    return Workflow(name, nodes, links, [workflow_model(m) for m in models])
+
+
+DR2 = dr2_workflow("dr2", difface_start=False)
+HYBRID = dr2_workflow("difface_dr2_hybrid", difface_start=True)
+
+WORKFLOWS = [FACE_CROP_PASTE, DIFFACE, DIFFACE_X2, DR2, HYBRID]
 
 
 def main():

@@ -1,11 +1,14 @@
 """Inputs for the real-ComfyUI checks: test photos and a models folder of official-layout files.
 
 The weight files hold random weights in the released layouts (facexlib's RetinaFace and ParseNet
-architectures); they prove the loaders and the graph, not the quality.
+architectures) or are the reduced networks of ../shared/golden (official DifFace and DR2
+layouts, small and fast) under the official file names; they prove the loaders and the graphs,
+not the quality.
 
     python tests/comfyui/make_inputs.py OUT_DIR
 """
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -27,6 +30,34 @@ def main(out_dir: str):
                os.path.join(out_dir, "models", "facedetection", "detection_mobilenet0.25_Final.pth"))
     torch.save(ParseNet(in_size=512, out_size=512, parsing_ch=19).state_dict(),
                os.path.join(out_dir, "models", "facedetection", "parsing_parsenet.pth"))
+    resnet = RetinaFace(network_name="resnet50", half=False, device="cpu")
+    with torch.no_grad():  # random weights would report hundreds of huge "faces": score every anchor 0.3
+        for head in resnet.ClassHead:
+            head.conv1x1.weight.zero_()
+            head.conv1x1.bias.copy_(torch.tensor([0.0, -0.847] * 2))
+    torch.save({"module." + k: v for k, v in resnet.state_dict().items()},
+               os.path.join(out_dir, "models", "facedetection", "detection_Resnet50_Final.pth"))
+    golden = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "golden", "checkpoints")
+    for source, folder, name in [
+        ("difface/reduced/iddpm_reduced128_ema.pth", "face_diffusion", "iddpm_ffhq512_ema500000.pth"),
+        ("difface/reduced/swinir_reduced128.pth", "upscale_models", "swinir_restoration512_L1.pth"),
+        ("dr2/reduced/DR2_reduced.pkl", "face_diffusion", "DR2_FFHQ.pkl"),
+        ("dr2/reduced/SPARNet_reduced.pth", "facerestore_models", "SPARNetHD_FFHQ_DR2aug.pth"),
+    ]:
+        os.makedirs(os.path.join(out_dir, "models", folder), exist_ok=True)
+        shutil.copy(os.path.join(golden, source), os.path.join(out_dir, "models", folder, name))
+    # RealESRGAN_x2plus's layout (basicsr RRDBNet, pixel-unshuffle 2, {"params_ema": ...}); 2 blocks, not 23
+    rrdb = {"conv_first.weight": torch.randn(64, 12, 3, 3) * 0.02, "conv_first.bias": torch.zeros(64)}
+    for block in range(2):
+        for dense in (1, 2, 3):
+            for conv, (out_ch, in_ch) in enumerate([(32, 64), (32, 96), (32, 128), (32, 160), (64, 192)], 1):
+                prefix = f"body.{block}.rdb{dense}.conv{conv}."
+                rrdb[prefix + "weight"] = torch.randn(out_ch, in_ch, 3, 3) * 0.02
+                rrdb[prefix + "bias"] = torch.zeros(out_ch)
+    for name, out_ch in [("conv_body", 64), ("conv_up1", 64), ("conv_up2", 64), ("conv_hr", 64), ("conv_last", 3)]:
+        rrdb[name + ".weight"] = torch.randn(out_ch, 64, 3, 3) * 0.02
+        rrdb[name + ".bias"] = torch.zeros(out_ch)
+    torch.save({"params_ema": rrdb}, os.path.join(out_dir, "models", "upscale_models", "RealESRGAN_x2plus.pth"))
     print("inputs in", out_dir)
 
 

@@ -15,11 +15,11 @@ python="${PYTHON:-python3}"
 workflows=()
 for workflow in "$pack"/workflows/*.json; do workflows+=(--ui-workflow "$workflow"); done
 python3 "$harness/comfy_run.py" --pack "$pack" \
-  --nodes FaceDetect,PasteBack \
+  --nodes FaceDetect,PasteBack,FaceDiffusionLoader,DifFaceInit,DR2GuidedSampler,FaceEnhancerLoader,Enhancer \
   --input "$out/inputs/example.png" --input "$out/inputs/no_face.png" \
   --models-dir "$out/inputs/models" \
   --prompt "$here/face_pipeline_api.json" --prompt "$here/no_face_api.json" \
-  --prompt "$here/retinaface_parsing_api.json" \
+  --prompt "$here/retinaface_parsing_api.json" --prompt "$here/difface_api.json" --prompt "$here/dr2_hybrid_api.json" \
   "${workflows[@]}" --out "$out/results" --summary "$out/results/summary.json"
 # a missing weight file must fail with the one-line message that names file, folder and URL
 set +e
