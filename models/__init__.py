@@ -19,6 +19,7 @@ FACE_DETECTION = "face detection"
 FACE_PARSING = "face parsing"
 FACE_DIFFUSION = "face diffusion prior"
 FACE_RESTORATION = "face restoration"
+DEGRADATION_MODEL = "degradation representation"
 
 
 @dataclass
@@ -59,9 +60,12 @@ def has_keys(state_dict: dict, *keys: str) -> bool:
 
 
 def _registry() -> list[Architecture]:
-    from . import bisenet, parsenet, retinaface, sparnet, unet
+    from . import bisenet, degradation, parsenet, retinaface, sparnet, unet
 
-    return [retinaface.ARCHITECTURE, parsenet.ARCHITECTURE, bisenet.ARCHITECTURE, unet.ARCHITECTURE, sparnet.ARCHITECTURE]
+    return [
+        retinaface.ARCHITECTURE, parsenet.ARCHITECTURE, bisenet.ARCHITECTURE,
+        unet.ARCHITECTURE, sparnet.ARCHITECTURE, degradation.ARCHITECTURE,
+    ]
 
 
 def identify(state_dict: dict) -> Architecture | None:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
-import threading
-import time
 
 import torch
+
+from ..training.console import TerminalProgress
 
 try:  # ComfyUI present: use its model management
     import comfy.model_management as _model_management
@@ -35,6 +34,7 @@ MODEL_FOLDERS = {
     "facedetection": "face detectors (RetinaFace) and face parsers (ParseNet, BiSeNet)",
     "face_diffusion": "face diffusion priors (DifFace's iDDPM UNet, DR2's ADM UNet)",
     "facerestore_models": "face restorers (SPARNetHD, GFPGAN, RestoreFormer, CodeFormer), shared with other face packs",
+    "degradation_models": "DR-BFR degradation representation bundles (DRM + token projector), trained with dfr.py",
 }
 PREVIEW_MAX_SIZE = 512
 
@@ -153,9 +153,8 @@ class Progress:
     def __init__(self, total: int, description: str = ""):
         self.total = max(1, int(total))
         self.current = 0
-        self.description = description
         self._bar = _comfy_utils.ProgressBar(self.total) if IN_COMFYUI else None
-        self._started = time.monotonic()
+        self._terminal = None if IN_COMFYUI else TerminalProgress(self.total, description)
 
     def update(self, steps: int = 1, preview: torch.Tensor | None = None):
         """Advance; `preview` is an optional [H, W, 3] image in 0..1 shown in the UI."""
@@ -163,7 +162,7 @@ class Progress:
         if self._bar is not None:
             self._bar.update_absolute(self.current, self.total, _preview_tuple(preview) if preview is not None else None)
         else:
-            _print_terminal_bar(self.description, self.current, self.total, time.monotonic() - self._started)
+            self._terminal.update(steps)
 
 
 def _preview_tuple(image: torch.Tensor):
@@ -171,21 +170,6 @@ def _preview_tuple(image: torch.Tensor):
 
     array = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
     return "JPEG", Image.fromarray(array[..., :3]), PREVIEW_MAX_SIZE
-
-
-_terminal_lock = threading.Lock()
-
-
-def _print_terminal_bar(description: str, current: int, total: int, elapsed: float):
-    if not sys.stderr.isatty() and os.environ.get("DFR_PROGRESS") != "1":
-        return
-    width = 30
-    filled = int(width * current / total)
-    with _terminal_lock:
-        sys.stderr.write(f"\r{description} [{'#' * filled}{'.' * (width - filled)}] {current}/{total} {elapsed:.0f}s")
-        if current >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
 
 
 # --- model folders ---------------------------------------------------------------------------------
