@@ -17,6 +17,15 @@ LAST_STEP = 99  # on the 0..99 scale
 
 # (N, tau) of the official demo folders: mild, medium and severe degradation.
 DEMO_SETTINGS = {"mild": (4, 22), "medium": (8, 35), "severe": (16, 35)}
+# Degradation-adaptive DR2 (our addition): a severity score in 0..1 (models/degradation.py
+# severity_score) picks one of the demo settings; heavier damage gets a stronger low-pass and a later tau.
+SEVERITY_THRESHOLDS = ((0.25, "mild"), (0.5, "medium"))
+
+
+def settings_for_severity(score: float) -> tuple[int, int]:
+    """(N, tau) for a severity score: below 0.25 mild (4, 22), below 0.5 medium (8, 35), else severe (16, 35)."""
+    name = next((name for limit, name in SEVERITY_THRESHOLDS if score < limit), "severe")
+    return DEMO_SETTINGS[name]
 
 
 def automatic_omega(factor: int, tau: int) -> int:

@@ -1,4 +1,5 @@
 """ComfyUI nodes: schemas plus short execute methods; the work happens in face/, models/, diffusion/."""
+from .drbfr_nodes import DegradationEncoder, DegradationModelLoader, DRControlNetApply
 from .diffusion_nodes import DifFaceInit, DR2GuidedSampler, FaceDiffusionLoader
 from .enhancer_nodes import Enhancer, FaceEnhancerLoader
 from .face_nodes import FaceDetect, PasteBack
@@ -11,6 +12,9 @@ NODE_CLASS_MAPPINGS = {
     "DR2GuidedSampler": DR2GuidedSampler,
     "FaceEnhancerLoader": FaceEnhancerLoader,
     "Enhancer": Enhancer,
+    "DegradationModelLoader": DegradationModelLoader,
+    "DegradationEncoder": DegradationEncoder,
+    "DR-ControlNetApply": DRControlNetApply,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -21,4 +25,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "DR2GuidedSampler": "DR2 Guided Sampler (DR2 / DifFace)",
     "FaceEnhancerLoader": "Load Face Enhancer",
     "Enhancer": "Face Enhancer (SPARNetHD, GFPGAN, CodeFormer...)",
+    "DegradationModelLoader": "Load Degradation Model (DR-BFR)",
+    "DegradationEncoder": "Degradation Encoder (DR-BFR)",
+    "DR-ControlNetApply": "Apply DR-BFR ControlNet",
 }

@@ -9,15 +9,16 @@ import torch
 import torch.nn.functional as F
 
 from ..diffusion.difface import DiffusionState, difface_init, randn_like_from, x0_to_crops
-from ..diffusion.dr2 import automatic_omega, check_steps, prepare_guide
+from ..diffusion.dr2 import automatic_omega, check_steps, prepare_guide, settings_for_severity
 from ..diffusion.lowpass import LowPass
 from ..diffusion.samplers import sample_ddim, sample_dr2
 from ..diffusion.schedule import Schedule
 from ..face.image import check_image_batch
 from ..models import FACE_DIFFUSION, ModelDescriptor
 from . import runtime
+from .drbfr_nodes import Degradation
 from .loading import find_weights, load_managed
-from .types import CATEGORY_DIFFUSION, DIFFUSION_STATE, FACE_DIFFUSION_TYPE, MODEL_FOLDER_OPTION
+from .types import CATEGORY_DIFFUSION, DEGRADATION, DIFFUSION_STATE, FACE_DIFFUSION_TYPE, MODEL_FOLDER_OPTION
 
 log = logging.getLogger("diffusion_face_restore")
 
@@ -233,10 +234,14 @@ class DR2GuidedSampler:
             "optional": {
                 "guide": ("IMAGE", {"tooltip": "The degraded aligned crops: turns on DR2's low-frequency guidance."}),
                 "state": (DIFFUSION_STATE, {"tooltip": "A DifFaceInit state: start from DifFace's diffused estimate."}),
+                "degradation": (DEGRADATION, {"tooltip": (
+                    "DegradationEncoder's output for the guide crops: adaptive DR2. Each face gets (N, tau) from its "
+                    "estimated severity s: s < 0.25 -> (4, 22), s < 0.5 -> (8, 35), else (16, 35); omega from the "
+                    "paper's table. The N, tau and omega widgets are then ignored.")}),
             },
         }
 
-    def sample(self, prior, seed, N, tau, omega, eta, respacing, guide=None, state=None):
+    def sample(self, prior, seed, N, tau, omega, eta, respacing, guide=None, state=None, degradation=None):
         prior = expect(prior, FacePrior, "DR2GuidedSampler's prior", "FaceDiffusionLoader's output")
         if guide is None and state is None:
             raise ValueError("DR2GuidedSampler needs a guide (the crops, for DR2) or a state (DifFaceInit, for DifFace)")
@@ -256,30 +261,56 @@ class DR2GuidedSampler:
         if batch == 0:
             empty = torch.zeros((0, crop_size, crop_size, 3))
             return (empty, torch.zeros((0, prior.image_size, prior.image_size, 3)))
+        if degradation is not None:
+            return self._adaptive(prior, seed, guide, state, degradation, schedule, crop_size)
         generator = state.generator() if state is not None else torch.Generator().manual_seed(int(seed))
+        x = self._run(prior, schedule, generator, N, tau, omega, eta, guide, state)
+        device_out = runtime.output_device()
+        return (x0_to_crops(x, crop_size).to(device_out), x0_to_crops(x, prior.image_size).to(device_out))
+
+    def _run(self, prior, schedule, generator, N, tau, omega, eta, guide, state) -> torch.Tensor:
+        """The reverse process on the device; returns x0 in -1..1 at the prior's size."""
+        batch = len(state) if state is not None else guide.shape[0]
         noise = randn_like_from(generator)
         denoise = prior.denoiser(batch)
         device = prior.managed.device
-
         with torch.no_grad():
             if guide is None:
                 first_step = state.step - 1  # DifFace's off-by-one: x is at K, the first call at K - 1
                 progress = runtime.Progress(first_step + 1, "DifFace")
-                x = sample_ddim(denoise, state.x.to(device), schedule, first_step, eta, noise, _progress_callback(progress))
+                return sample_ddim(denoise, state.x.to(device), schedule, first_step, eta, noise, _progress_callback(progress))
+            lowpass = LowPass(prior.image_size, N) if N > 1 else None
+            y = prepare_guide(guide, prior.image_size).to(device)
+            tau_step = schedule.index_for_fraction(tau)
+            if state is None:
+                omega = omega or automatic_omega(N, tau)
+                check_steps(tau, omega)
+                start, x_start = schedule.index_for_fraction(omega), None
             else:
-                lowpass = LowPass(prior.image_size, N) if N > 1 else None
-                y = prepare_guide(guide, prior.image_size).to(device)
-                tau_step = schedule.index_for_fraction(tau)
-                if state is None:
-                    omega = omega or automatic_omega(N, tau)
-                    check_steps(tau, omega)
-                    start, x_start = schedule.index_for_fraction(omega), None
-                else:
-                    start, x_start = state.step, state.x.to(device)
-                    if tau_step > start:
-                        raise ValueError(f"tau = {tau} lies before the state's start step {start} of {schedule.respacing}")
-                progress = runtime.Progress(start - tau_step + 1, "DR2")
-                x = sample_dr2(denoise, y, schedule, start, tau_step, lowpass, noise, x_start, _progress_callback(progress))
+                start, x_start = state.step, state.x.to(device)
+                if tau_step > start:
+                    raise ValueError(f"tau = {tau} lies before the state's start step {start} of {schedule.respacing}")
+            progress = runtime.Progress(start - tau_step + 1, "DR2")
+            return sample_dr2(denoise, y, schedule, start, tau_step, lowpass, noise, x_start, _progress_callback(progress))
+
+    def _adaptive(self, prior, seed, guide, state, degradation, schedule, crop_size):
+        """Degradation-adaptive DR2: (N, tau) per face from its estimated severity, omega from the
+        paper's table; faces with the same setting run as one batch, each group seeded with `seed`."""
+        degradation = expect(degradation, Degradation, "DR2GuidedSampler's degradation", "DegradationEncoder's output")
+        if guide is None or state is not None:
+            raise ValueError("adaptive DR2 (a degradation connected) needs the guide crops and no DifFaceInit state")
+        if len(degradation) != guide.shape[0]:
+            raise ValueError(f"the guide has {guide.shape[0]} crops but the degradation {len(degradation)}: encode the same crops")
+        settings = [settings_for_severity(score) for score in degradation.scores().tolist()]
+        x = None
+        for N, tau in sorted(set(settings)):
+            members = torch.tensor([i for i, s in enumerate(settings) if s == (N, tau)])
+            log.info("adaptive DR2: faces %s with N = %d, tau = %d", members.tolist(), N, tau)
+            generator = torch.Generator().manual_seed(int(seed))
+            part = self._run(prior, schedule, generator, N, tau, 0, 0.0, guide[members], None)
+            if x is None:
+                x = torch.empty((guide.shape[0], *part.shape[1:]), dtype=part.dtype, device=part.device)
+            x[members.to(part.device)] = part
         device_out = runtime.output_device()
         return (x0_to_crops(x, crop_size).to(device_out), x0_to_crops(x, prior.image_size).to(device_out))
 

@@ -121,3 +121,23 @@ def test_difface_start_with_dr2_guidance(dr2_prior, aligned_faces):
     assert hybrid.shape == plain.shape == (1, 256, 256, 3) and not torch.allclose(hybrid, plain)
     with pytest.raises(ValueError, match="before the state's start step"):
         DR2GuidedSampler().sample(dr2_prior, 0, 4, 60, 0, 0.5, "auto", guide=crops, state=state)
+
+
+def test_degradation_adaptive_dr2_picks_settings_per_face(dr2_prior, aligned_faces):
+    from diffusion_face_restore.diffusion.dr2 import settings_for_severity
+    from diffusion_face_restore.nodes.drbfr_nodes import Degradation
+
+    # the mapping is monotone: more severe never means a weaker low-pass or an earlier tau
+    settings = [settings_for_severity(s) for s in np.linspace(0, 1, 101)]
+    assert settings == sorted(settings) and settings[0] == (4, 22) and settings[-1] == (16, 35)
+
+    crops = torch.from_numpy(np.stack(list(aligned_faces.values())[:2]).astype(np.float32) / 255)
+    # a mildly and a heavily degraded face (severity: blur, scale, noise, jpeg); 25 steps keep it quick
+    severity = torch.tensor([[0.9, 0.9, 0.8, 0.5], [0.1, 0.1, 0.0, 0.2]])
+    degradation = Degradation(torch.zeros(2, 8), severity, None, None, "measured")
+    adaptive = DR2GuidedSampler().sample(dr2_prior, 7, 2, 10, 0, 0.5, "25", guide=crops, degradation=degradation)[1]
+    severe = DR2GuidedSampler().sample(dr2_prior, 7, 16, 35, 0, 0.5, "25", guide=crops[[0]])[1]
+    mild = DR2GuidedSampler().sample(dr2_prior, 7, 4, 22, 0, 0.5, "25", guide=crops[[1]])[1]
+    assert torch.equal(adaptive[[0]], severe) and torch.equal(adaptive[[1]], mild)
+    with pytest.raises(ValueError, match="encode the same crops"):
+        DR2GuidedSampler().sample(dr2_prior, 7, 4, 22, 0, 0.5, "auto", guide=crops[:1], degradation=degradation)

@@ -35,7 +35,8 @@ def models_dir(tmp_path):
 
 
 def test_nodes_are_registered_with_schemas_a_user_can_read():
-    assert set(NODE_CLASS_MAPPINGS) >= {"FaceDetect", "PasteBack"}
+    assert set(NODE_CLASS_MAPPINGS) >= {
+        "FaceDetect", "DegradationEncoder", "DR-ControlNetApply", "DR2GuidedSampler", "DifFaceInit", "Enhancer", "PasteBack"}
     for node_id, cls in NODE_CLASS_MAPPINGS.items():
         assert node_id in NODE_DISPLAY_NAME_MAPPINGS
         assert cls.CATEGORY.startswith(CATEGORY_ROOT + "/"), node_id

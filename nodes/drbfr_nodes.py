@@ -1,0 +1,240 @@
+"""DR-BFR: the degradation model loader, DegradationEncoder and DR-ControlNetApply.
+
+The ControlNet itself is ComfyUI's (ControlNetLoader reads the file our stage-2 exporter writes);
+this module only computes the degradation tokens and adds them to the conditioning.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from ..face.image import check_image_batch
+from ..models import DEGRADATION_MODEL
+from ..models.degradation import SEVERITY_NAMES, DegradationModel, readable_severity, severity_score
+from . import runtime
+from .loading import find_weights, load_managed
+from .types import CATEGORY_DR_BFR, DEGRADATION, DEGRADATION_MODEL_TYPE, MODEL_FOLDER_OPTION
+
+log = logging.getLogger("diffusion_face_restore")
+
+DEGRADATION_FOLDER = "degradation_models"
+ENCODER_CHUNK = 16  # faces per encoder call (the DRM is small; this bounds activation memory)
+
+
+@dataclass(eq=False)
+class DegradationModelHandle:
+    """A loaded DRM bundle (the DEGRADATION_MODEL value)."""
+
+    name: str
+    managed: runtime.ManagedModule
+
+    @property
+    def model(self) -> DegradationModel:
+        return self.managed.module
+
+
+@dataclass(eq=False)
+class Degradation:
+    """What DegradationEncoder measured, per face (the DEGRADATION value). All on the CPU.
+
+    embedding [B, dim]; severity [B, 4] in 0..1 (blur, scale, noise, jpeg); tokens [B, K, C] and
+    null_tokens [K, C] when the bundle has a projector (stage 2), else None.
+    """
+
+    embedding: torch.Tensor
+    severity: torch.Tensor
+    tokens: torch.Tensor | None
+    null_tokens: torch.Tensor | None
+    model_name: str
+
+    def __len__(self) -> int:
+        return self.embedding.shape[0]
+
+    def scores(self) -> torch.Tensor:
+        """[B] one severity score per face, 0 (clean) .. 1 (very damaged)."""
+        return severity_score(self.severity)
+
+    def describe(self) -> str:
+        lines = []
+        for index, (values, score) in enumerate(zip(self.severity.tolist(), self.scores().tolist())):
+            readable = readable_severity(values)
+            lines.append(
+                f"face {index}: severity {score:.2f} | blur sigma ~{readable['blur_sigma']:.1f} px, "
+                f"downscale ~x{readable['downscale']:.1f}, noise sigma ~{readable['noise_sigma']:.1f}/255, "
+                f"JPEG quality ~{readable['jpeg_quality']:.0f}"
+            )
+        return "\n".join(lines) if lines else "no faces"
+
+
+def add_tokens(conditioning: list, tokens: torch.Tensor) -> list:
+    """ComfyUI CONDITIONING with `tokens` [B or 1, K, C] appended to every entry's cross-attention
+    context, after its own tokens. A single-prompt context [1, T, C] is repeated to the B faces."""
+    out = []
+    for context, options in conditioning:
+        if context.shape[-1] != tokens.shape[-1]:
+            raise ValueError(
+                f"the degradation tokens are {tokens.shape[-1]} wide but the conditioning is {context.shape[-1]} wide: "
+                "use a degradation bundle trained for this base model (768 for SD1.5, 1024 for SD2.x)"
+            )
+        batch = max(context.shape[0], tokens.shape[0])
+        if context.shape[0] not in (1, batch) or tokens.shape[0] not in (1, batch):
+            raise ValueError(f"the conditioning has {context.shape[0]} entries but there are {tokens.shape[0]} faces: use one prompt or one per face")
+        extra = tokens.to(context.device, context.dtype).expand(batch, -1, -1)
+        out.append([torch.cat([context.expand(batch, -1, -1), extra], dim=1), options.copy()])
+    return out
+
+
+class DegradationModelLoader:
+    DESCRIPTION = (
+        "Loads a DR-BFR degradation bundle from models/degradation_models: the Degradation Representation "
+        "Module (and, after stage-2 training, its token projector), one .safetensors written by "
+        "'python dfr.py train-drm' / 'train-controlnet'. DR-BFR released no weights: you train them."
+    )
+    CATEGORY = CATEGORY_DR_BFR
+    FUNCTION = "load"
+    RETURN_TYPES = (DEGRADATION_MODEL_TYPE,)
+    RETURN_NAMES = ("degradation_model",)
+    OUTPUT_TOOLTIPS = ("The degradation model, for DegradationEncoder.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model_name": (runtime.list_model_files(DEGRADATION_FOLDER), {MODEL_FOLDER_OPTION: DEGRADATION_FOLDER, "tooltip": (
+                    "A bundle in models/degradation_models: drm_projector.safetensors from stage 2 (for DR-ControlNetApply) "
+                    "or drm.safetensors from stage 1 (severity estimates and adaptive DR2 only).")}),
+            }
+        }
+
+    def load(self, model_name):
+        path = find_weights(DEGRADATION_FOLDER, model_name, "DegradationModelLoader")
+        descriptor, managed = load_managed(path, (DEGRADATION_MODEL,))
+        descriptor.module.eval()
+        tokens = descriptor.config["tokens"]
+        log.info("degradation model %s: %s", model_name, f"{tokens} tokens of {descriptor.config['context_dim']}" if tokens else "no projector")
+        return (DegradationModelHandle(model_name, managed),)
+
+
+class DegradationEncoder:
+    DESCRIPTION = (
+        "DR-BFR's Degradation Representation Module on aligned face crops: an embedding of how each face is "
+        "degraded (not of who it is), its cross-attention tokens for DR-ControlNetApply, and an estimate of "
+        "blur, downscale, noise and JPEG quality you can read (also drives adaptive DR2 in DR2GuidedSampler)."
+    )
+    CATEGORY = CATEGORY_DR_BFR
+    FUNCTION = "encode"
+    RETURN_TYPES = (DEGRADATION, "STRING")
+    RETURN_NAMES = ("degradation", "estimate")
+    OUTPUT_TOOLTIPS = (
+        "Per-face degradation embedding, severity and tokens.",
+        "A readable estimate per face: severity 0..1, blur sigma, downscale factor, noise sigma, JPEG quality.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "degradation_model": (DEGRADATION_MODEL_TYPE, {"tooltip": "The DRM bundle (DegradationModelLoader)."}),
+                "crops": ("IMAGE", {"tooltip": "Aligned face crops (FaceDetect's crops), any size: resized to the size the DRM was trained at."}),
+            }
+        }
+
+    def encode(self, degradation_model, crops):
+        if not isinstance(degradation_model, DegradationModelHandle):
+            raise TypeError(f"DegradationEncoder got a {type(degradation_model).__name__}: connect DegradationModelLoader's output")
+        crops = check_image_batch(crops, "crops")
+        model = degradation_model.managed.load()
+        device = degradation_model.managed.device
+        embeddings, severities, tokens = [], [], []
+        with torch.no_grad():
+            for start in range(0, crops.shape[0], ENCODER_CHUNK):
+                part = crops[start:start + ENCODER_CHUNK, ..., :3].movedim(-1, 1).to(device, torch.float32)
+                d = model.encode_faces(part)
+                embeddings.append(d.float().cpu())
+                severities.append(model.severity(d).float().cpu())
+                if model.drm_projector is not None:
+                    tokens.append(model.drm_projector(d).float().cpu())
+                runtime.check_cancel()
+            null_tokens = model.drm_projector.null(1)[0].float().cpu() if model.drm_projector is not None else None
+        dim, width = model.config.dim, len(SEVERITY_NAMES)
+        degradation = Degradation(
+            embedding=torch.cat(embeddings) if embeddings else torch.zeros((0, dim)),
+            severity=torch.cat(severities) if severities else torch.zeros((0, width)),
+            tokens=(torch.cat(tokens) if tokens else torch.zeros((0, model.config.tokens, model.config.context_dim))) if null_tokens is not None else None,
+            null_tokens=null_tokens,
+            model_name=degradation_model.name,
+        )
+        text = degradation.describe()
+        log.info("DegradationEncoder:\n%s", text)
+        return {"ui": {"text": [text]}, "result": (degradation, text)}
+
+
+class DRControlNetApply:
+    DESCRIPTION = (
+        "DR-BFR's conditioning: ComfyUI's ControlNet (trained by 'dfr.py train-controlnet', loaded with "
+        "ControlNetLoader) gets the degraded crops as its hint, chained like Apply ControlNet (Advanced); the "
+        "degradation tokens are appended to the positive context and the learned null tokens to the negative, "
+        "so both have the same length and still run as one batch. One conditioning entry per face: feed "
+        "KSampler a latent with one entry per crop (VAEEncode of the crops)."
+    )
+    CATEGORY = CATEGORY_DR_BFR
+    FUNCTION = "apply"
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING")
+    RETURN_NAMES = ("positive", "negative")
+    OUTPUT_TOOLTIPS = (
+        "The prompt with the DR tokens and the ControlNet, one entry per face (KSampler's positive).",
+        "The negative prompt with the null tokens and the same ControlNet (KSampler's negative).",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "positive": ("CONDITIONING", {"tooltip": "The prompt's conditioning (CLIPTextEncode), e.g. 'a high quality photo of a face'."}),
+                "negative": ("CONDITIONING", {"tooltip": "The negative prompt's conditioning."}),
+                "control_net": ("CONTROL_NET", {"tooltip": "The DR-BFR ControlNet (ControlNetLoader on dr_controlnet.safetensors)."}),
+                "crops": ("IMAGE", {"tooltip": "The degraded aligned crops (FaceDetect's crops): the ControlNet's hint."}),
+                "degradation": (DEGRADATION, {"tooltip": "DegradationEncoder's output for the same crops (needs a stage-2 bundle with a projector)."}),
+                "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01, "tooltip": (
+                    "How strongly the ControlNet steers: lower trusts the base model more (more detail, less fidelity).")}),
+                "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.001, "tooltip": "Where in the sampling the ControlNet starts."}),
+                "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.001, "tooltip": "Where in the sampling the ControlNet stops."}),
+            },
+            "optional": {
+                "vae": ("VAE", {"tooltip": "Only for ControlNets that take a latent hint (as core Apply ControlNet)."}),
+            },
+        }
+
+    def apply(self, positive, negative, control_net, crops, degradation, strength, start_percent, end_percent, vae=None):
+        if not isinstance(degradation, Degradation):
+            raise TypeError(f"DR-ControlNetApply got a {type(degradation).__name__}: connect DegradationEncoder's output")
+        if degradation.tokens is None:
+            raise ValueError(
+                f"{degradation.model_name} has no token projector (a stage-1 bundle): train stage 2 "
+                "('python dfr.py train-controlnet') and load its drm_projector.safetensors"
+            )
+        crops = check_image_batch(crops, "crops")
+        if crops.shape[0] != len(degradation):
+            raise ValueError(f"{crops.shape[0]} crops but a degradation of {len(degradation)} faces: encode the same crops")
+        positive = add_tokens(positive, degradation.tokens)
+        negative = add_tokens(negative, degradation.null_tokens[None].expand(len(degradation), -1, -1))
+        if strength == 0:
+            return (positive, negative)
+        hint = crops[..., :3].movedim(-1, 1)
+        controls = {}  # one ControlNet per previous one, shared by positive and negative (as the core node)
+        out = []
+        for conditioning in (positive, negative):
+            entries = []
+            for context, options in conditioning:
+                previous = options.get("control", None)
+                if previous not in controls:
+                    control = control_net.copy().set_cond_hint(hint, strength, (start_percent, end_percent), vae=vae)
+                    control.set_previous_controlnet(previous)
+                    controls[previous] = control
+                options["control"] = controls[previous]
+                options["control_apply_to_uncond"] = False
+                entries.append([context, options])
+            out.append(entries)
+        return (out[0], out[1])
