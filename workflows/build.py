@@ -29,6 +29,16 @@ CORE_NODES = {
     "SaveImage": ([("images", "IMAGE")], ["filename_prefix"], []),
     "PreviewImage": ([("images", "IMAGE")], [], []),
     "Note": ([], ["text"], []),
+    "CheckpointLoaderSimple": ([], ["ckpt_name"], [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")]),
+    "CLIPTextEncode": ([("clip", "CLIP")], ["text"], [("CONDITIONING", "CONDITIONING")]),
+    "ControlNetLoader": ([], ["control_net_name"], [("CONTROL_NET", "CONTROL_NET")]),
+    "VAEEncode": ([("pixels", "IMAGE"), ("vae", "VAE")], [], [("LATENT", "LATENT")]),
+    "VAEDecode": ([("samples", "LATENT"), ("vae", "VAE")], [], [("IMAGE", "IMAGE")]),
+    "KSampler": (
+        [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("latent_image", "LATENT")],
+        ["seed", "control_after_generate", "steps", "cfg", "sampler_name", "scheduler", "denoise"],
+        [("LATENT", "LATENT")],
+    ),
 }
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 CONTROL_SUFFIX = " control_after_generate"
@@ -305,7 +315,70 @@ def dr2_workflow(name: str, difface_start: bool) -> Workflow:
 DR2 = dr2_workflow("dr2", difface_start=False)
 HYBRID = dr2_workflow("difface_dr2_hybrid", difface_start=True)
 
-WORKFLOWS = [FACE_CROP_PASTE, DIFFACE, DIFFACE_X2, DR2, HYBRID]
+DR_BFR_NOTE = (
+    "DR-BFR (2024): a Degradation Representation Module measures how each face is degraded; its tokens "
+    "join the prompt in the cross-attention context and a ControlNet sees the degraded crop, steering "
+    "Stable Diffusion 1.5 to the clean face.\n\n"
+    "DR-BFR released no code or weights: train both with this pack (README, 'Training DR-BFR'): "
+    "'python dfr.py train-drm' then 'python dfr.py train-controlnet' write drm_projector.safetensors "
+    "(-> models/degradation_models) and dr_controlnet.safetensors (-> models/controlnet), for the SD1.5 "
+    "checkpoint you trained against.\n\n"
+    "Knobs: ControlNet strength (1.0; lower = more freedom for SD, less fidelity), KSampler steps and cfg. "
+    "The crops are VAE-encoded only to give KSampler one latent per face (denoise 1.0 starts from noise). "
+    "The Degradation Encoder's estimate output (text: blur, downscale, noise, JPEG quality per face) can go "
+    "to any text display node; it is also written to the console."
+)
+
+DR_BFR = Workflow(
+    name="dr_bfr",
+    nodes=[
+        Node(1, "LoadImage", (40, 120), {"image": "example.png", "upload": "image"}, (320, 340)),
+        Node(2, "FaceDetect", (400, 120), {}, (340, 300)),
+        Node(3, "DegradationModelLoader", (400, 480), {"model_name": "drm_projector.safetensors"}, (340, 80)),
+        Node(4, "DegradationEncoder", (800, 480), {}, (340, 100)),
+        Node(5, "CheckpointLoaderSimple", (40, 560), {"ckpt_name": "v1-5-pruned-emaonly-fp16.safetensors"}, (320, 100)),
+        Node(6, "CLIPTextEncode", (400, 640), {"text": "a high quality, sharp photo of a face, detailed skin"}, (340, 120), title="Positive"),
+        Node(7, "CLIPTextEncode", (400, 800), {"text": "blurry, noisy, jpeg artifacts, low quality"}, (340, 120), title="Negative"),
+        Node(8, "ControlNetLoader", (800, 640), {"control_net_name": "dr_controlnet.safetensors"}, (340, 80)),
+        Node(9, "DR-ControlNetApply", (1180, 480), {}, (340, 200)),
+        Node(10, "VAEEncode", (800, 120), {}, (240, 60), title="One latent per face"),
+        Node(11, "KSampler", (1560, 120), {"seed": 0, "control_after_generate": "fixed", "steps": 30, "cfg": 5.0,
+                                            "sampler_name": "dpmpp_2m", "scheduler": "karras", "denoise": 1.0}, (320, 260)),
+        Node(12, "VAEDecode", (1940, 120), {}, (240, 60)),
+        Node(13, "PasteBack", (2220, 120), {}, (340, 300)),
+        Node(14, "SaveImage", (2600, 120), {"filename_prefix": "dr_bfr"}, (340, 360)),
+        Node(15, "PreviewImage", (1940, 480), {}, (340, 300), title="Restored crops"),
+        Node(16, "Note", (40, 980), {"text": DR_BFR_NOTE}, (360, 360)),
+    ],
+    links=[
+        (1, "IMAGE", 2, "image"),
+        (1, "IMAGE", 13, "image"),
+        (2, "faces", 13, "faces"),
+        (2, "crops", 4, "crops"),
+        (3, "degradation_model", 4, "degradation_model"),
+        (5, "CLIP", 6, "clip"),
+        (5, "CLIP", 7, "clip"),
+        (6, "CONDITIONING", 9, "positive"),
+        (7, "CONDITIONING", 9, "negative"),
+        (8, "CONTROL_NET", 9, "control_net"),
+        (2, "crops", 9, "crops"),
+        (4, "degradation", 9, "degradation"),
+        (2, "crops", 10, "pixels"),
+        (5, "VAE", 10, "vae"),
+        (5, "MODEL", 11, "model"),
+        (9, "positive", 11, "positive"),
+        (9, "negative", 11, "negative"),
+        (10, "LATENT", 11, "latent_image"),
+        (11, "LATENT", 12, "samples"),
+        (5, "VAE", 12, "vae"),
+        (12, "IMAGE", 13, "restored_crops"),
+        (13, "image", 14, "images"),
+        (12, "IMAGE", 15, "images"),
+    ],
+    models=[workflow_model("v1-5-pruned-emaonly-fp16.safetensors")],
+)
+
+WORKFLOWS = [FACE_CROP_PASTE, DIFFACE, DIFFACE_X2, DR2, HYBRID, DR_BFR]
 
 
 def main():
