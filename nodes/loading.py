@@ -20,8 +20,16 @@ _lock = threading.Lock()
 
 def missing_file_message(what: str, filename: str, folder: str, url: str | None) -> str:
     searched = ", ".join(runtime.model_search_paths(folder))
-    where = f"; download it from {url}" if url else ""
-    return f"{what} needs the file {filename} in models/{folder} (searched: {searched}){where}"
+    from ..models.manifest import load_manifest
+
+    entry = next((e for e in load_manifest() if e["name"] == filename), None)
+    if entry is not None and entry.get("manual"):
+        how = f"; {entry['manual']}"
+    elif entry is not None and entry.get("url"):
+        how = f"; run 'python dfr.py download {filename}' in the pack's folder, or download it from {entry['url']}"
+    else:
+        how = f"; download it from {url}" if url else ""
+    return f"{what} needs the file {filename} in models/{folder} (searched: {searched}){how}"
 
 
 def find_weights(folder: str, filename: str, what: str, url: str | None = None) -> str:
