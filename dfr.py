@@ -10,6 +10,24 @@
         Check placed weight files (by manifest name, e.g. DR2_FFHQ.pkl) in their folders under
         ComfyUI/models (or DIR, or $DFR_MODELS_DIR): size and sha256 where published, and that
         the file loads as the network it should be.
+
+    python dfr.py download [NAME ...] [--workflow FILE ...] [--models-dir DIR] [--offline]
+        Fetch weight files of the manifest (by name, or those a workflow uses) into their folders:
+        resumes partial files, checks sha256 where published, refuses wrong files. --offline (or
+        DFR_OFFLINE=1) only reports what is missing. Files on Baidu (DR2) get the manual steps.
+
+    python dfr.py batch PIPELINE INPUT_DIR OUTPUT_DIR [--seed S] [--models-dir DIR] [--set KEY=VALUE ...]
+        Restore a folder of photos (or extracted video frames) without the UI: PIPELINE is difface,
+        dr2 or hybrid, with the defaults of its workflow (--set sampler.tau=35, detect.detector=...).
+        Resumable: photos whose output exists are skipped. Each photo's seed: S + crc32(file name).
+
+    python dfr.py train-drm CONFIG.json [--set KEY=VALUE ...]
+        DR-BFR stage 1: train the Degradation Representation Module on a folder of HQ faces
+        (training/configs/ has examples). Resumes from the newest checkpoint in out_dir.
+
+    python dfr.py train-controlnet CONFIG.json [--set KEY=VALUE ...]
+        DR-BFR stage 2: train the ControlNet and the token projector against a frozen Stable
+        Diffusion (a diffusers folder; needs `pip install diffusers transformers`). Resumes too.
 """
 from __future__ import annotations
 
@@ -70,6 +88,94 @@ def verify(args) -> int:
     return 1 if failures else 0
 
 
+def default_models_dir(given: str | None) -> str:
+    """--models-dir, $DFR_MODELS_DIR, or ComfyUI/models when the pack sits in ComfyUI/custom_nodes."""
+    from diffusion_face_restore.nodes import runtime
+
+    if given:
+        return given
+    return os.path.dirname(runtime.model_search_paths("checkpoints")[0])
+
+
+def download(args) -> int:
+    import_pack()
+    from diffusion_face_restore.models.download import DownloadError, download as fetch, names_in_workflow
+    from diffusion_face_restore.models.manifest import manifest_entry
+
+    names = list(args.names)
+    for workflow in args.workflow:
+        names += names_in_workflow(workflow)
+    if not names:
+        print("name files (see models/manifest.json) or give --workflow FILE", file=sys.stderr)
+        return 2
+    models_dir = default_models_dir(args.models_dir)
+    failures = 0
+    for name in dict.fromkeys(names):
+        try:
+            fetch(manifest_entry(name), models_dir, offline=args.offline)
+        except (KeyError, DownloadError) as error:
+            print(f"{name}: {error.args[0]}", file=sys.stderr)
+            failures += 1
+    return 1 if failures else 0
+
+
+def batch(args) -> int:
+    import_pack()
+    from diffusion_face_restore.nodes import runtime
+    from diffusion_face_restore.nodes.headless import run_folder
+
+    runtime.set_models_dir(default_models_dir(args.models_dir))
+    try:
+        result = run_folder(args.pipeline, args.input_dir, args.output_dir, args.seed, parse_overrides(args.set))
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"restored {len(result['done'])}, skipped {len(result['skipped'])} (already done), failed {len(result['failed'])}")
+    return 1 if result["failed"] else 0
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """KEY=VALUE strings -> settings; VALUE is read as JSON where it parses (numbers, lists, true)."""
+    import json
+
+    values = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set wants KEY=VALUE, got {pair!r}")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
+
+
+def train(args) -> int:
+    import json
+
+    import_pack()
+    from diffusion_face_restore.training.config import Stage1Config, Stage2Config
+
+    with open(args.config, encoding="utf-8") as handle:
+        values = {**json.load(handle), **parse_overrides(args.set)}
+    try:
+        if args.command == "train-drm":
+            from diffusion_face_restore.training.stage1 import train_stage1
+
+            result = train_stage1(Stage1Config.from_dict(values))
+            print(f"DRM bundle: {result['bundle']} (step {result['step']})")
+        else:
+            from diffusion_face_restore.training.stage2 import train_stage2
+
+            result = train_stage2(Stage2Config.from_dict(values))
+            print(f"ControlNet: {result['controlnet']} -> ComfyUI/models/controlnet")
+            print(f"DRM + projector: {result['bundle']} -> ComfyUI/models/degradation_models")
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="dfr.py", description="diffusion-face-restore tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +190,27 @@ def main(argv=None) -> int:
     verify_parser.add_argument("names", nargs="+", metavar="NAME")
     verify_parser.add_argument("--models-dir", help="the folder holding facedetection/, face_diffusion/, ...")
     verify_parser.set_defaults(run=verify)
+    download_parser = commands.add_parser("download", help="fetch weight files of the manifest, verified and resumable")
+    download_parser.add_argument("names", nargs="*", metavar="NAME")
+    download_parser.add_argument("--workflow", action="append", default=[], help="fetch what this workflow (UI or API JSON) uses")
+    download_parser.add_argument("--models-dir", help="ComfyUI's models folder (default: $DFR_MODELS_DIR or ComfyUI/models)")
+    download_parser.add_argument("--offline", action="store_true", help="download nothing; report what is missing")
+    download_parser.set_defaults(run=download)
+    batch_parser = commands.add_parser("batch", help="restore a folder of photos with a workflow's pipeline, headless")
+    batch_parser.add_argument("pipeline", choices=["difface", "dr2", "hybrid"])
+    batch_parser.add_argument("input_dir")
+    batch_parser.add_argument("output_dir")
+    batch_parser.add_argument("--seed", type=int, default=0, help="base seed; each photo gets seed + crc32(its file name)")
+    batch_parser.add_argument("--models-dir", help="ComfyUI's models folder (default: $DFR_MODELS_DIR or ComfyUI/models)")
+    batch_parser.add_argument("--set", action="append", default=[], metavar="SECTION.WIDGET=VALUE",
+                              help="change a setting, e.g. sampler.tau=35 or detect.detector='opencv-haar (built-in)'")
+    batch_parser.set_defaults(run=batch)
+    for name, help_text in (("train-drm", "DR-BFR stage 1: train the degradation representation module"),
+                            ("train-controlnet", "DR-BFR stage 2: train the ControlNet and the DR token projector")):
+        train_parser = commands.add_parser(name, help=help_text)
+        train_parser.add_argument("config", help="a JSON file of settings (training/configs/ has examples)")
+        train_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+        train_parser.set_defaults(run=train)
     args = parser.parse_args(argv)
     return args.run(args)
 
