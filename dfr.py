@@ -114,7 +114,7 @@ def download(args) -> int:
         try:
             fetch(manifest_entry(name), models_dir, offline=args.offline)
         except (KeyError, DownloadError) as error:
-            print(f"{name}: {error.args[0]}", file=sys.stderr)
+            print(error.args[0], file=sys.stderr)  # the message names the file
             failures += 1
     return 1 if failures else 0
 
