@@ -262,9 +262,10 @@ class DR2GuidedSampler:
             empty = torch.zeros((0, crop_size, crop_size, 3))
             return (empty, torch.zeros((0, prior.image_size, prior.image_size, 3)))
         if degradation is not None:
-            return self._adaptive(prior, seed, guide, state, degradation, schedule, crop_size)
-        generator = state.generator() if state is not None else torch.Generator().manual_seed(int(seed))
-        x = self._run(prior, schedule, generator, N, tau, omega, eta, guide, state)
+            x = self._adaptive(prior, seed, guide, state, degradation, schedule)
+        else:
+            generator = state.generator() if state is not None else torch.Generator().manual_seed(int(seed))
+            x = self._run(prior, schedule, generator, N, tau, omega, eta, guide, state)
         device_out = runtime.output_device()
         return (x0_to_crops(x, crop_size).to(device_out), x0_to_crops(x, prior.image_size).to(device_out))
 
@@ -293,9 +294,10 @@ class DR2GuidedSampler:
             progress = runtime.Progress(start - tau_step + 1, "DR2")
             return sample_dr2(denoise, y, schedule, start, tau_step, lowpass, noise, x_start, _progress_callback(progress))
 
-    def _adaptive(self, prior, seed, guide, state, degradation, schedule, crop_size):
+    def _adaptive(self, prior, seed, guide, state, degradation, schedule) -> torch.Tensor:
         """Degradation-adaptive DR2: (N, tau) per face from its estimated severity, omega from the
-        paper's table; faces with the same setting run as one batch, each group seeded with `seed`."""
+        paper's table; faces with the same setting run as one batch, each group seeded with `seed`.
+        Returns x0 as _run does."""
         degradation = expect(degradation, Degradation, "DR2GuidedSampler's degradation", "DegradationEncoder's output")
         if guide is None or state is not None:
             raise ValueError("adaptive DR2 (a degradation connected) needs the guide crops and no DifFaceInit state")
@@ -311,8 +313,7 @@ class DR2GuidedSampler:
             if x is None:
                 x = torch.empty((guide.shape[0], *part.shape[1:]), dtype=part.dtype, device=part.device)
             x[members.to(part.device)] = part
-        device_out = runtime.output_device()
-        return (x0_to_crops(x, crop_size).to(device_out), x0_to_crops(x, prior.image_size).to(device_out))
+        return x
 
 
 def _progress_callback(progress: runtime.Progress):

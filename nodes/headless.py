@@ -21,7 +21,7 @@ from ..training.console import TerminalProgress
 from ..training.data import IMAGE_EXTENSIONS
 from . import runtime
 from .diffusion_nodes import DifFaceInit, DR2GuidedSampler, FaceDiffusionLoader
-from .enhancer_nodes import Enhancer, FaceEnhancerLoader
+from .enhancer_nodes import Enhancer, FaceEnhancerLoader, spandrel_loader
 from .face_nodes import FaceDetect, PasteBack
 from .loading import find_weights
 
@@ -83,12 +83,10 @@ def save_photo(image: torch.Tensor, path: str):
 
 def load_upscale_model(name: str):
     """A 1x restorer from models/upscale_models through spandrel (what ComfyUI's UpscaleModelLoader does)."""
-    import spandrel
-
     from ..models.checkpoint import load_state_dict
 
     path = find_weights("upscale_models", name, "the restorer")
-    return spandrel.ModelLoader().load_from_state_dict(dict(load_state_dict(path))).eval()
+    return spandrel_loader().load_from_state_dict(dict(load_state_dict(path)))
 
 
 class Pipeline:
