@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import glob
 import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testdata import load_rgb, shared_path  # noqa: E402
+from testdata import load_rgb, shared_path  # tests/ is on sys.path (pyproject: pythonpath)
 from pack_import import import_pack  # noqa: E402  (testdata put the checkout on sys.path)
 
 import_pack()
