@@ -17,7 +17,12 @@ Deliberate differences from facexlib, each switchable here:
 - a background bigger than the photo maps pixel centres exactly (`legacy_offset=False`; facexlib
   is half a pixel off);
 - with a parsing mask the soft square mask still applies (`parse_combine="min"`, as DifFace's copy
-  of the helper does); facexlib uses the parsing mask alone (`parse_combine="replace"`).
+  of the helper does); facexlib uses the parsing mask alone (`parse_combine="replace"`);
+- the soft mask ends where the warped face is still made of crop pixels only
+  (`mask_geometry="inside"`). facexlib erodes with even-sized kernels, which shrink the square one
+  pixel less on the right and bottom than on the left and top, and its blurred edge then reaches
+  the rim where the warp mixes in the black outside the crop: a 1 px line of up to 8 grey levels
+  along the right and bottom of every small pasted face. `mask_geometry="facexlib"` keeps that.
 """
 from __future__ import annotations
 
@@ -31,6 +36,8 @@ from .alignment import mapped_bounds, scale_inverse_affine, warp_affine
 from .color import match_color
 
 GREY_TOLERANCE = 1.5 / 255.0
+# interpolation weights of a warp that reads only crop pixels sum to 1 (up to float rounding)
+INSIDE_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class PasteSettings:
     legacy_offset: bool = False
     parse_combine: str = "min"
     keep_grey_photos_grey: bool = True
+    mask_geometry: str = "inside"  # facexlib: "facexlib"
 
 
 def covered_region(inverse: np.ndarray, crop_size: int, height: int, width: int, margin: int):
@@ -78,18 +86,49 @@ def warp_into_region(image: np.ndarray, inverse: np.ndarray, region, interpolati
 
 
 def soft_square_mask(inverse: np.ndarray, crop_size: int, region, upscale: float, settings):
+    """The square paste mask in the region: (weight of the warped face, soft mask)."""
+    if settings.mask_geometry == "facexlib":
+        return facexlib_square_mask(inverse, crop_size, region, upscale, settings)
+    if settings.mask_geometry != "inside":
+        raise ValueError(f"unknown mask geometry '{settings.mask_geometry}' (inside or facexlib)")
+    inside = crop_pixels_only(inverse, crop_size, region, settings)
+    face_size = int(float(inside.sum(dtype=np.float64)) ** 0.5)
+    erosion_edge, feather_edge = _edges(face_size, settings)
+    # the blur spreads the eroded square by feather_edge pixels: eroding at least that far keeps
+    # the whole soft edge on pixels the warp made from the crop alone
+    radius = max(erosion_edge, feather_edge)
+    centre = cv2.erode(inside, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)) if radius else inside
+    soft = cv2.GaussianBlur(centre, (2 * feather_edge + 1, 2 * feather_edge + 1), 0) if feather_edge else centre
+    return np.ones_like(inside), soft * inside
+
+
+def crop_pixels_only(inverse: np.ndarray, crop_size: int, region, settings) -> np.ndarray:
+    """1 where the face warp reads only pixels of the crop (its interpolation weights sum to 1),
+    0 on the rim where it also reads the black outside the crop, and beyond."""
+    ones = np.ones((crop_size, crop_size), np.float32)
+    weight = warp_into_region(ones, inverse, region, settings.interpolation, settings.antialias)
+    return (np.abs(weight - 1.0) < INSIDE_TOLERANCE).astype(np.float32)
+
+
+def facexlib_square_mask(inverse: np.ndarray, crop_size: int, region, upscale: float, settings):
     """facexlib's square paste mask in the region: (eroded hard mask, soft mask)."""
     ones = np.ones((crop_size, crop_size), np.float32)
     hard = np.ascontiguousarray(warp_into_region(ones, inverse, region))
     rim = int(2 * upscale)
     hard = cv2.erode(hard, np.ones((rim, rim), np.uint8))
     face_size = int(float(hard.sum(dtype=np.float64)) ** 0.5)
-    erosion_edge = int(math.floor(face_size * settings.erosion / 2 + 1e-9))
-    feather_edge = int(math.floor(face_size * settings.feather / 2 + 1e-9))
+    erosion_edge, feather_edge = _edges(face_size, settings)
     # cv2 erodes with a 3x3 square when the kernel is empty: kept, facexlib's behaviour for tiny faces
     centre = cv2.erode(hard, np.ones((2 * erosion_edge, 2 * erosion_edge), np.uint8))
     soft = cv2.GaussianBlur(centre, (2 * feather_edge + 1, 2 * feather_edge + 1), 0)
     return hard, soft
+
+
+def _edges(face_size: int, settings) -> tuple[int, int]:
+    """facexlib's erosion and blur half-widths in pixels: fractions of the face size, halved."""
+    erosion_edge = int(math.floor(face_size * settings.erosion / 2 + 1e-9))
+    feather_edge = int(math.floor(face_size * settings.feather / 2 + 1e-9))
+    return erosion_edge, feather_edge
 
 
 def is_grey(region: np.ndarray) -> bool:
