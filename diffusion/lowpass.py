@@ -54,12 +54,20 @@ def _matrices(size: int, factor: int) -> tuple[torch.Tensor, torch.Tensor]:
     return down, up
 
 
+def check_lowpass_factor(factor: int, size: int):
+    """N must be a whole number >= 1 that divides the prior's size (the low-pass resizes by it)."""
+    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1 or size % factor:
+        raise ValueError(
+            f"N = {factor} is not a low-pass factor for a {size} px prior: use 1 (no guidance mixing) or a "
+            f"divisor of {size} (the paper uses 4, 8 and 16)"
+        )
+
+
 class LowPass:
     """Phi_N for square images of `size`: x -> up(down(x)), batched, on x's device."""
 
     def __init__(self, size: int, factor: int):
-        if factor < 1 or size % factor:
-            raise ValueError(f"the low-pass factor N = {factor} must divide the prior's size {size}")
+        check_lowpass_factor(factor, size)
         self.size, self.factor = size, factor
         self._down, self._up = _matrices(size, factor)
 

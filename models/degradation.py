@@ -60,6 +60,39 @@ def severity_score(values: torch.Tensor) -> torch.Tensor:
     return (values.clamp(0, 1) * weights).sum(-1)
 
 
+@dataclass(eq=False)
+class Degradation:
+    """A measured degradation, per face (DegradationEncoder's DEGRADATION value). All on the CPU.
+
+    embedding [B, dim]; severity [B, 4] in 0..1 (blur, scale, noise, jpeg); tokens [B, K, C] and
+    null_tokens [K, C] when the bundle has a projector (stage 2), else None.
+    """
+
+    embedding: torch.Tensor
+    severity: torch.Tensor
+    tokens: torch.Tensor | None
+    null_tokens: torch.Tensor | None
+    model_name: str
+
+    def __len__(self) -> int:
+        return self.embedding.shape[0]
+
+    def scores(self) -> torch.Tensor:
+        """[B] one severity score per face, 0 (clean) .. 1 (very damaged)."""
+        return severity_score(self.severity)
+
+    def describe(self) -> str:
+        lines = []
+        for index, (values, score) in enumerate(zip(self.severity.tolist(), self.scores().tolist())):
+            readable = readable_severity(values)
+            lines.append(
+                f"face {index}: severity {score:.2f} | blur sigma ~{readable['blur_sigma']:.1f} px, "
+                f"downscale ~x{readable['downscale']:.1f}, noise sigma ~{readable['noise_sigma']:.1f}/255, "
+                f"JPEG quality ~{readable['jpeg_quality']:.0f}"
+            )
+        return "\n".join(lines) if lines else "no faces"
+
+
 @dataclass
 class DRMConfig:
     dim: int = 256

@@ -10,15 +10,15 @@ import torch.nn.functional as F
 
 from ..diffusion.difface import DiffusionState, difface_init, randn_like_from, x0_to_crops
 from ..diffusion.dr2 import automatic_omega, check_steps, prepare_guide, settings_for_severity
-from ..diffusion.lowpass import LowPass
+from ..diffusion.lowpass import LowPass, check_lowpass_factor
 from ..diffusion.samplers import sample_ddim, sample_dr2
 from ..diffusion.schedule import Schedule
-from ..face.image import check_image_batch
+from ..face.image import check_finite, check_image_batch
 from ..models import FACE_DIFFUSION, ModelDescriptor
+from ..models.degradation import Degradation
 from . import runtime
-from .drbfr_nodes import Degradation
-from .loading import find_weights, load_managed
-from .types import CATEGORY_DIFFUSION, DEGRADATION, DIFFUSION_STATE, FACE_DIFFUSION_TYPE, MODEL_FOLDER_OPTION
+from .loading import find_weights, load_managed, weights_check
+from .types import CATEGORY_DIFFUSION, DEGRADATION, DIFFUSION_STATE, FACE_DIFFUSION_TYPE, MODEL_FOLDER_OPTION, expect
 
 log = logging.getLogger("diffusion_face_restore")
 
@@ -76,12 +76,6 @@ class FacePrior:
         return denoise
 
 
-def expect(value, cls, what: str, source: str):
-    if not isinstance(value, cls):
-        raise TypeError(f"{what} got a {type(value).__name__}: connect the {source}")
-    return value
-
-
 class FaceDiffusionLoader:
     DESCRIPTION = (
         "Loads a pixel-space face diffusion prior from models/face_diffusion: DifFace's iDDPM UNet "
@@ -105,6 +99,10 @@ class FaceDiffusionLoader:
                     "convolutions run in that precision; norms, embeddings and the output head stay fp32.")}),
             }
         }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name):
+        return weights_check(PRIOR_FOLDER, model_name, "FaceDiffusionLoader")
 
     def load(self, model_name, precision):
         path = find_weights(PRIOR_FOLDER, model_name, "FaceDiffusionLoader")
@@ -182,7 +180,7 @@ class DifFaceInit:
 
     def init(self, prior, crops, seed, start_step, respacing, restorer=None):
         prior = expect(prior, FacePrior, "DifFaceInit's prior", "FaceDiffusionLoader's output")
-        crops = check_image_batch(crops, "crops")
+        crops = check_finite(check_image_batch(crops, "DifFaceInit's crops"), "DifFaceInit's crops")
         schedule = Schedule(respacing)
         restore = restorer_function(restorer, crops.shape[0]) if restorer is not None else None
         with torch.no_grad():
@@ -252,9 +250,11 @@ class DR2GuidedSampler:
             if state.x.shape[-1] != prior.image_size:
                 raise ValueError(f"the state is at {state.x.shape[-1]} px but this prior works at {prior.image_size} px: use the same prior")
         if guide is not None:
-            guide = check_image_batch(guide, "guide")
+            guide = check_finite(check_image_batch(guide, "the guide"), "DR2GuidedSampler's guide")
             if state is not None and guide.shape[0] != len(state):
                 raise ValueError(f"the guide has {guide.shape[0]} crops but the state {len(state)}: connect the same crops")
+            if degradation is None:  # adaptive DR2 picks N itself
+                check_lowpass_factor(N, prior.image_size)
         schedule = Schedule(state.respacing if state is not None else ("100" if respacing == "auto" else respacing))
         crop_size = state.crop_size if state is not None else int(guide.shape[1])
         batch = len(state) if state is not None else guide.shape[0]

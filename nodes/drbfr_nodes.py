@@ -12,10 +12,10 @@ import torch
 
 from ..face.image import check_image_batch
 from ..models import DEGRADATION_MODEL
-from ..models.degradation import SEVERITY_NAMES, DegradationModel, readable_severity, severity_score
+from ..models.degradation import SEVERITY_NAMES, Degradation, DegradationModel
 from . import runtime
-from .loading import find_weights, load_managed
-from .types import CATEGORY_DR_BFR, DEGRADATION, DEGRADATION_MODEL_TYPE, MODEL_FOLDER_OPTION
+from .loading import find_weights, load_managed, weights_check
+from .types import CATEGORY_DR_BFR, DEGRADATION, DEGRADATION_MODEL_TYPE, MODEL_FOLDER_OPTION, expect
 
 log = logging.getLogger("diffusion_face_restore")
 
@@ -33,39 +33,6 @@ class DegradationModelHandle:
     @property
     def model(self) -> DegradationModel:
         return self.managed.module
-
-
-@dataclass(eq=False)
-class Degradation:
-    """What DegradationEncoder measured, per face (the DEGRADATION value). All on the CPU.
-
-    embedding [B, dim]; severity [B, 4] in 0..1 (blur, scale, noise, jpeg); tokens [B, K, C] and
-    null_tokens [K, C] when the bundle has a projector (stage 2), else None.
-    """
-
-    embedding: torch.Tensor
-    severity: torch.Tensor
-    tokens: torch.Tensor | None
-    null_tokens: torch.Tensor | None
-    model_name: str
-
-    def __len__(self) -> int:
-        return self.embedding.shape[0]
-
-    def scores(self) -> torch.Tensor:
-        """[B] one severity score per face, 0 (clean) .. 1 (very damaged)."""
-        return severity_score(self.severity)
-
-    def describe(self) -> str:
-        lines = []
-        for index, (values, score) in enumerate(zip(self.severity.tolist(), self.scores().tolist())):
-            readable = readable_severity(values)
-            lines.append(
-                f"face {index}: severity {score:.2f} | blur sigma ~{readable['blur_sigma']:.1f} px, "
-                f"downscale ~x{readable['downscale']:.1f}, noise sigma ~{readable['noise_sigma']:.1f}/255, "
-                f"JPEG quality ~{readable['jpeg_quality']:.0f}"
-            )
-        return "\n".join(lines) if lines else "no faces"
 
 
 def add_tokens(conditioning: list, tokens: torch.Tensor) -> list:
@@ -108,6 +75,10 @@ class DegradationModelLoader:
             }
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name):
+        return weights_check(DEGRADATION_FOLDER, model_name, "DegradationModelLoader")
+
     def load(self, model_name):
         path = find_weights(DEGRADATION_FOLDER, model_name, "DegradationModelLoader")
         descriptor, managed = load_managed(path, (DEGRADATION_MODEL,))
@@ -142,8 +113,7 @@ class DegradationEncoder:
         }
 
     def encode(self, degradation_model, crops):
-        if not isinstance(degradation_model, DegradationModelHandle):
-            raise TypeError(f"DegradationEncoder got a {type(degradation_model).__name__}: connect DegradationModelLoader's output")
+        expect(degradation_model, DegradationModelHandle, "DegradationEncoder", "DegradationModelLoader's output")
         crops = check_image_batch(crops, "crops")
         model = degradation_model.managed.load()
         device = degradation_model.managed.device
@@ -208,8 +178,7 @@ class DRControlNetApply:
         }
 
     def apply(self, positive, negative, control_net, crops, degradation, strength, start_percent, end_percent, vae=None):
-        if not isinstance(degradation, Degradation):
-            raise TypeError(f"DR-ControlNetApply got a {type(degradation).__name__}: connect DegradationEncoder's output")
+        expect(degradation, Degradation, "DR-ControlNetApply", "DegradationEncoder's output")
         if degradation.tokens is None:
             raise ValueError(
                 f"{degradation.model_name} has no token projector (a stage-1 bundle): train stage 2 "

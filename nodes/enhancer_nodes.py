@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 import torch
 
-from ..face.image import check_image_batch
+from ..face.image import check_finite, check_image_batch
 from ..models import FACE_RESTORATION, build_model, identify
 from ..models.checkpoint import CheckpointError, load_state_dict
 from ..models.face_restorers import RESIZE_MODES, FaceRestorer, from_descriptor
 from . import runtime
-from .loading import find_weights
-from .types import CATEGORY_FACES, FACE_ENHANCER, MODEL_FOLDER_OPTION
+from .loading import find_weights, weights_check
+from .types import CATEGORY_FACES, FACE_ENHANCER, FP16_OVERFLOW_HINT, MODEL_FOLDER_OPTION
 
 log = logging.getLogger("diffusion_face_restore")
 
@@ -126,6 +126,10 @@ class FaceEnhancerLoader:
             }
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name):
+        return weights_check(ENHANCER_FOLDER, model_name, "FaceEnhancerLoader")
+
     def load(self, model_name):
         path = find_weights(ENHANCER_FOLDER, model_name, "FaceEnhancerLoader")
         enhancer = load_enhancer(path)
@@ -165,7 +169,8 @@ class Enhancer:
         }
 
     def enhance(self, crops, fidelity, resize, enhancer=None, upscale_model=None):
-        crops = check_image_batch(crops, "crops")
+        crops = check_finite(check_image_batch(crops, "the Enhancer's crops"), "the Enhancer's crops",
+                             f"the node before the Enhancer produced invalid pixels; {FP16_OVERFLOW_HINT}")
         if enhancer is None and upscale_model is None:
             raise ValueError("Enhancer needs a face restorer: connect FaceEnhancerLoader or Load Upscale Model")
         if enhancer is not None and upscale_model is not None:

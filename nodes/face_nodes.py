@@ -12,15 +12,15 @@ from ..face.detection.haar import CascadeFilesMissing, HaarDetector
 from ..face.detection.retinaface import MAX_BATCH_PIXELS, WEIGHT_FILES, WEIGHT_URLS, RetinaFaceDetector
 from ..face.faces import FaceSet
 from ..face.find import ALIGNED_INPUT, faces_from_aligned, find_faces
-from ..face.image import check_image_batch, image_to_numpy, rgb_view
+from ..face.image import check_finite, check_image_batch, image_to_numpy, rgb_view
 from ..face.parsing import parse_labels, soft_parse_mask
 from ..face.paste import PasteSettings, paste_faces
 from ..face.preview import draw_detections, no_face_placeholder
 from ..face.selection import SELECTION_MODES
 from ..models import FACE_DETECTION, FACE_PARSING
 from . import runtime
-from .loading import find_weights, load_managed
-from .types import CATEGORY_FACES, FACES
+from .loading import find_weights, load_managed, weights_check
+from .types import CATEGORY_FACES, FACES, FP16_OVERFLOW_HINT, expect
 
 log = logging.getLogger("diffusion_face_restore")
 
@@ -32,17 +32,30 @@ PARSING_URLS = {
     "parsenet": "https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth",
     "bisenet": "https://github.com/xinntao/facexlib/releases/download/v0.2.0/parsing_bisenet.pth",
 }
-PARSING_BATCH = 8
+# activation memory of one 512 px face through ParseNet (fp32), for the batch size on a GPU
+PARSING_BYTES_PER_FACE = 1024 * 2 ** 20
 # rough activation memory of RetinaFace-R50 per input pixel (fp32), for ComfyUI's memory planning
 RETINAFACE_BYTES_PER_PIXEL = 192
 
 
 def expect_faces(value) -> FaceSet:
-    if not isinstance(value, FaceSet):
-        raise TypeError(
-            f"the faces input got a {type(value).__name__}: connect the faces output of this pack's FaceDetect node"
-        )
-    return value
+    return expect(value, FaceSet, "the faces input", "faces output of this pack's FaceDetect node")
+
+
+def detector_weights(name: str):
+    """(folder, file, what, url) of a detector's weights; None for those that need none."""
+    if name not in DETECTOR_CHOICES:
+        raise ValueError(f"unknown detector '{name}' (choose one of {', '.join(DETECTOR_CHOICES)})")
+    if name not in WEIGHT_FILES:
+        return None
+    return "facedetection", WEIGHT_FILES[name], f"the {name} detector", WEIGHT_URLS[name]
+
+
+def parsing_weights(name: str):
+    """(folder, file, what, url) of a face-parsing model's weights."""
+    if name not in PARSING_FILES:
+        raise ValueError(f"unknown parsing model '{name}' (choose none, parsenet or bisenet)")
+    return "facedetection", PARSING_FILES[name], f"parsing '{name}'", PARSING_URLS[name]
 
 
 def make_detector(name: str, min_score: float):
@@ -51,9 +64,7 @@ def make_detector(name: str, min_score: float):
             return HaarDetector()
         except CascadeFilesMissing as error:
             raise RuntimeError(str(error)) from None
-    if name not in WEIGHT_FILES:
-        raise ValueError(f"unknown detector '{name}' (choose one of {', '.join(DETECTOR_CHOICES)})")
-    path = find_weights("facedetection", WEIGHT_FILES[name], f"the {name} detector", WEIGHT_URLS[name])
+    path = find_weights(*detector_weights(name))
     descriptor, managed = load_managed(path, (FACE_DETECTION,))
     module = managed.load(memory_required=MAX_BATCH_PIXELS * RETINAFACE_BYTES_PER_PIXEL)
     log.info("FaceDetect: %s from %s on %s", descriptor.architecture, path, managed.device)
@@ -107,8 +118,20 @@ class FaceDetect:
             }
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, detector):
+        """Before the graph runs: the detector exists and its weight file is in place."""
+        try:
+            if detector == HAAR:
+                HaarDetector()
+                return True
+            weights = detector_weights(detector)
+        except (ValueError, CascadeFilesMissing) as error:
+            return str(error)
+        return True if weights is None else weights_check(*weights)
+
     def detect(self, image, detector, crop_size, selection, index, min_confidence, min_face_size, max_faces):
-        image = check_image_batch(image)
+        image = check_finite(check_image_batch(image, "FaceDetect's image", allow_empty=False), "FaceDetect's image")
         crop_size = int(crop_size)
         progress = runtime.Progress(image.shape[0], "FaceDetect")
 
@@ -188,6 +211,16 @@ class PasteBack:
             }
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, parsing):
+        """Before the graph runs: the parsing model's file is in place (not after a long diffusion)."""
+        if parsing == "none":
+            return True
+        try:
+            return weights_check(*parsing_weights(parsing))
+        except ValueError as error:
+            return str(error)
+
     def check_lazy_status(self, image=None, faces=None, restored_crops=None, **_):
         """Ask ComfyUI for the restored crops only when there are faces to paste."""
         if restored_crops is None and isinstance(faces, FaceSet) and len(faces) > 0:
@@ -195,22 +228,22 @@ class PasteBack:
         return []
 
     def paste(self, image, faces, restored_crops, blend, color_match, parsing, keep_original_accessories, mask_erosion, mask_feather):
-        image = check_image_batch(image)
+        image = check_finite(check_image_batch(image, "PasteBack's image", allow_empty=False), "PasteBack's image")
         faces = expect_faces(faces)
         result = image.detach().to("cpu", torch.float32).clone()
         masks = torch.zeros(image.shape[:3], dtype=torch.float32)
         check_paste_inputs(image, faces)
         if len(faces) == 0:
             return (result.to(runtime.output_device()), masks.to(runtime.output_device()))
-        restored = check_image_batch(restored_crops, "restored_crops")
+        restored = check_finite(check_image_batch(restored_crops, "restored_crops"), "PasteBack's restored_crops", f"the restorer before PasteBack failed on these faces; {FP16_OVERFLOW_HINT}")
         check_restored_count(faces, restored)
 
         crops = resize_crops(restored, faces.crop_size)
-        parse_masks = compute_parse_masks(crops, parsing, not keep_original_accessories, faces.crop_size)
+        progress = runtime.Progress(image.shape[0] + (len(faces) if parsing != "none" else 0), "PasteBack")
+        parse_masks = compute_parse_masks(crops, parsing, not keep_original_accessories, faces.crop_size, progress)
         restored_np = crops.permute(0, 2, 3, 1).contiguous().numpy()
         originals = faces.crops.numpy()
         settings = PasteSettings(blend=blend, erosion=mask_erosion, feather=mask_feather, color_match=color_match)
-        progress = runtime.Progress(image.shape[0], "PasteBack")
         for image_index in range(image.shape[0]):
             chosen = faces.faces_of_image(image_index)
             if chosen:
@@ -267,18 +300,22 @@ def resize_crops(restored: torch.Tensor, crop_size: int) -> torch.Tensor:
     return crops.clamp(0.0, 1.0).contiguous()
 
 
-def compute_parse_masks(crops: torch.Tensor, parsing: str, accessories_are_face: bool, crop_size: int):
+def compute_parse_masks(crops: torch.Tensor, parsing: str, accessories_are_face: bool, crop_size: int, progress=None):
+    """One parsing mask per crop: one network call per face on a CPU (a batch is no faster there and
+    would hold Cancel back for the whole batch), as many as fit on a GPU; Cancel between calls."""
     if parsing == "none":
         return None
-    if parsing not in PARSING_FILES:
-        raise ValueError(f"unknown parsing model '{parsing}' (choose none, parsenet or bisenet)")
-    path = find_weights("facedetection", PARSING_FILES[parsing], f"parsing '{parsing}'", PARSING_URLS[parsing])
+    path = find_weights(*parsing_weights(parsing))
     descriptor, managed = load_managed(path, (FACE_PARSING,))
-    module = managed.load()
+    # channels-last convolutions: 3.3 instead of 4.1 s per ParseNet call on a 2-core CPU
+    module = managed.load(memory_required=PARSING_BYTES_PER_FACE).to(memory_format=torch.channels_last)
+    chunk = runtime.items_that_fit(PARSING_BYTES_PER_FACE, crops.shape[0], cpu_limit=1)
     masks = []
-    for start in range(0, crops.shape[0], PARSING_BATCH):
-        batch = crops[start:start + PARSING_BATCH].to(managed.device)
+    for start in range(0, crops.shape[0], chunk):
+        batch = crops[start:start + chunk].to(managed.device).contiguous(memory_format=torch.channels_last)
         labels = parse_labels(module, descriptor.architecture, batch).cpu().numpy()
         masks.extend(soft_parse_mask(label_map, crop_size, accessories_are_face) for label_map in labels)
+        if progress is not None:
+            progress.update(batch.shape[0])
         runtime.check_cancel()
     return masks

@@ -17,13 +17,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from ..training.console import TerminalProgress
 from ..training.data import IMAGE_EXTENSIONS
 from . import runtime
 from .diffusion_nodes import DifFaceInit, DR2GuidedSampler, FaceDiffusionLoader
 from .enhancer_nodes import Enhancer, FaceEnhancerLoader, spandrel_loader
 from .face_nodes import FaceDetect, PasteBack
-from .loading import find_weights
+from .loading import find_weights, weights_check
 
 # The widget values of the shipped workflows, by node (see tests/test_headless.py).
 DETECT = {"detector": "retinaface_resnet50", "crop_size": "512", "selection": "all", "index": 0, "min_confidence": 0.8,
@@ -89,6 +88,17 @@ def load_upscale_model(name: str):
     return spandrel_loader().load_from_state_dict(dict(load_state_dict(path)))
 
 
+def missing_weights(settings: dict) -> list[str]:
+    """The missing-file messages of a pipeline's weight files (the nodes' own checks, as in ComfyUI)."""
+    checks = [FaceDetect.VALIDATE_INPUTS(settings["detect"]["detector"]), FaceDiffusionLoader.VALIDATE_INPUTS(settings["prior"]),
+              PasteBack.VALIDATE_INPUTS(settings["paste"]["parsing"])]
+    if "restorer" in settings:
+        checks.append(weights_check("upscale_models", settings["restorer"], "the restorer"))
+    if "enhancer" in settings:
+        checks.append(FaceEnhancerLoader.VALIDATE_INPUTS(settings["enhancer"]))
+    return [check for check in checks if check is not True]
+
+
 class Pipeline:
     """One workflow's graph, models loaded once, run per photo."""
 
@@ -102,6 +112,9 @@ class Pipeline:
                 raise ValueError(f"pipeline '{name}' has no setting {key}")
             settings[section][widget] = value
         self.name, self.settings = name, settings
+        missing = missing_weights(settings)
+        if missing:  # all of them at once, before any model is loaded
+            raise FileNotFoundError(f"pipeline '{name}' is missing {len(missing)} weight file(s): " + " | ".join(missing))
         self.prior = FaceDiffusionLoader().load(settings["prior"], "auto")[0]
         self.restorer = load_upscale_model(settings["restorer"]) if "restorer" in settings else None
         self.enhancer = FaceEnhancerLoader().load(settings["enhancer"])[0] if "enhancer" in settings else None
@@ -131,7 +144,7 @@ def run_folder(pipeline: str, input_dir: str, output_dir: str, seed: int = 0, ov
     if not todo:
         return result
     runner = Pipeline(pipeline, overrides)
-    progress = TerminalProgress(len(todo), pipeline)
+    progress = runtime.TerminalProgress(len(todo), pipeline)
     for name in todo:
         target = os.path.join(output_dir, os.path.splitext(name)[0] + ".png")
         try:

@@ -26,20 +26,39 @@ def missing_file_message(what: str, filename: str, folder: str, url: str | None)
     if entry is not None and entry.get("manual"):
         how = f"; {entry['manual']}"
     elif entry is not None and entry.get("url"):
-        how = f"; run 'python dfr.py download {filename}' in the pack's folder, or download it from {entry['url']}"
+        how = f"; run 'python dfr.py download {filename}' in the pack's folder, or download it from {entry.get('page') or entry['url']}"
     else:
         how = f"; download it from {url}" if url else ""
     return f"{what} needs the file {filename} in models/{folder} (searched: {searched}){how}"
 
 
-def find_weights(folder: str, filename: str, what: str, url: str | None = None) -> str:
-    """Path of a weight file, also accepting a .safetensors conversion with the same name."""
+def locate_weights(folder: str, filename: str) -> str | None:
+    """Path of a weight file, also accepting a .safetensors conversion with the same name; None if absent."""
     stem = os.path.splitext(filename)[0]
     for candidate in (filename, stem + ".safetensors"):
         path = runtime.find_model_file(folder, candidate)
         if path:
             return path
-    raise FileNotFoundError(missing_file_message(what, filename, folder, url))
+    return None
+
+
+def find_weights(folder: str, filename: str, what: str, url: str | None = None) -> str:
+    """Path of a weight file (see locate_weights), or a one-line error that says how to get it."""
+    path = locate_weights(folder, filename)
+    if path is None:
+        raise FileNotFoundError(missing_file_message(what, filename, folder, url))
+    return path
+
+
+def weights_check(folder: str, filename: str, what: str, url: str | None = None):
+    """For a node's VALIDATE_INPUTS: True when the file is there, else the missing-file message.
+
+    ComfyUI validates every node of a graph before it runs any, and reports all failures at once:
+    a graph with several missing files names them all in one go, before any work is done.
+    """
+    if locate_weights(folder, filename) is not None:
+        return True
+    return missing_file_message(what, filename, folder, url)
 
 
 def load_managed(path: str, kinds: tuple[str, ...], dtype: torch.dtype = torch.float32):

@@ -164,6 +164,26 @@ def test_paste_back_rejects_mismatched_inputs_with_clear_messages(astronaut):
         paste(image, [object()], crops)
 
 
+def test_empty_batches_and_invalid_pixels_are_refused_in_one_line(astronaut):
+    image = to_image_batch(astronaut)
+    with pytest.raises(ValueError, match="FaceDetect's image is an empty batch .0 images.: connect a node"):
+        detect(image[:0])
+    broken = image.clone()
+    broken[0, 200, 300, 1] = float("nan")
+    broken[0, 10, 20, 0] = float("inf")
+    with pytest.raises(ValueError) as error:
+        detect(broken)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("FaceDetect's image has 2 NaN or infinite value(s) (first in image 0 at x=20, y=10)")
+    faces, crops, _, _ = detect(image)
+    with pytest.raises(ValueError, match="PasteBack's image has 2 NaN"):
+        paste(broken, faces, crops)
+    bad_crops = crops.clone()
+    bad_crops[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="restored_crops has 1 NaN.*restorer before PasteBack failed.*precision to bf16 or fp32"):
+        paste(image, faces, bad_crops)
+
+
 def test_missing_detector_file_names_file_folder_and_url(astronaut, models_dir):
     with pytest.raises(FileNotFoundError) as error:
         detect(to_image_batch(astronaut), detector="retinaface_resnet50")
@@ -195,6 +215,55 @@ def test_retinaface_and_parsing_files_in_official_layout_run_through_the_nodes(a
     assert count == 1 and crops.shape == (1, 512, 512, 3)
     pasted, mask = paste(image, faces, crops, parsing="parsenet")
     assert pasted.shape == image.shape and mask.shape == (1, 512, 512)
+
+
+def test_parsing_costs_one_network_call_per_face_and_stops_on_cancel(whole_photos, models_dir, monkeypatch):
+    from diffusion_face_restore.face import parsing as parsing_module
+    from diffusion_face_restore.nodes import face_nodes
+
+    parsenet = facexlib_module("facexlib.parsing.parsenet")
+    torch.manual_seed(0)
+    torch.save(randomize_batchnorm(parsenet.ParseNet(in_size=512, out_size=512, parsing_ch=19)).state_dict(),
+               models_dir / "parsing_parsenet.pth")
+    image = to_image_batch(whole_photos["difface_whole_00.jpg"])
+    faces, crops, _, count = detect(image)
+    assert count == 4
+    calls = []
+    real_parse = parsing_module.parse_labels
+    monkeypatch.setattr(face_nodes, "parse_labels", lambda *a: calls.append(a[2].shape[0]) or real_parse(*a))
+    paste(image, faces, crops, parsing="parsenet")
+    assert calls == [1, 1, 1, 1], "on a CPU each face is one ParseNet call (cancel points between them)"
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel_after_the_first_face():
+        if calls:
+            raise Cancelled
+    calls.clear()
+    monkeypatch.setattr(runtime, "check_cancel", cancel_after_the_first_face)
+    with pytest.raises(Cancelled):
+        paste(image, faces, crops, parsing="parsenet")
+    assert calls == [1], "Cancel must stop the parsing after the face in progress"
+
+
+def test_a_graph_with_several_missing_files_names_them_all_before_running(models_dir):
+    """ComfyUI runs every node's VALIDATE_INPUTS before executing anything and reports them together."""
+    from diffusion_face_restore.nodes.diffusion_nodes import FaceDiffusionLoader
+    from diffusion_face_restore.nodes.enhancer_nodes import FaceEnhancerLoader
+
+    problems = [
+        FaceDetect.VALIDATE_INPUTS("retinaface_resnet50"),
+        FaceDiffusionLoader.VALIDATE_INPUTS("DR2_FFHQ.pkl"),
+        FaceEnhancerLoader.VALIDATE_INPUTS("SPARNetHD_FFHQ_DR2aug.pth"),
+        PasteBack.VALIDATE_INPUTS("parsenet"),
+    ]
+    for problem, name in zip(problems, ["detection_Resnet50_Final.pth", "DR2_FFHQ.pkl", "SPARNetHD_FFHQ_DR2aug.pth", "parsing_parsenet.pth"]):
+        assert isinstance(problem, str) and name in problem and "\n" not in problem, problem
+    assert FaceDetect.VALIDATE_INPUTS("opencv-haar (built-in)") is True and PasteBack.VALIDATE_INPUTS("none") is True
+    (models_dir / "detection_Resnet50_Final.pth").write_bytes(b"placed")  # present: validation passes, loading checks it
+    assert FaceDetect.VALIDATE_INPUTS("retinaface_resnet50") is True
+    assert "unknown detector" in FaceDetect.VALIDATE_INPUTS("yolo")
 
 
 def test_runtime_falls_back_to_plain_torch(tmp_path):

@@ -5,8 +5,8 @@ import csv
 import os
 import time
 
+from ..nodes.runtime import TerminalProgress
 from .checkpoints import Resumable
-from .console import TerminalProgress
 
 
 def run_steps(run: Resumable, config, name: str, losses_of_one_step, columns: tuple[str, ...], log=print):
