@@ -18,8 +18,12 @@
 
     python dfr.py batch PIPELINE INPUT_DIR OUTPUT_DIR [--seed S] [--models-dir DIR] [--set KEY=VALUE ...]
         Restore a folder of photos (or extracted video frames) without the UI: PIPELINE is difface,
-        dr2 or hybrid, with the defaults of its workflow (--set sampler.tau=35, detect.detector=...).
+        dr2, dr2-p2 (DR2 without Baidu: the P2 prior and GFPGAN) or hybrid, with the defaults of its workflow (--set sampler.tau=35, detect.detector=...).
         Resumable: photos whose output exists are skipped. Each photo's seed: S + crc32(file name).
+
+    python dfr.py workflows [--check]
+        Write the workflow templates in workflows/ from their descriptions (nodes/workflow_builder.py),
+        or with --check report those that differ. Their thumbnails: benchmarks/readme_pictures.py.
 
     python dfr.py train-drm CONFIG.json [--set KEY=VALUE ...]
         DR-BFR stage 1: train the Degradation Representation Module on a folder of HQ faces
@@ -150,6 +154,17 @@ def parse_overrides(pairs: list[str]) -> dict:
     return values
 
 
+def workflows(args) -> int:
+    import_pack()
+    from diffusion_face_restore.nodes.workflow_builder import write_workflows
+
+    changed = write_workflows(check=args.check)
+    if args.check and changed:
+        print("out of date (run python dfr.py workflows): " + ", ".join(changed), file=sys.stderr)
+        return 1
+    return 0
+
+
 def train(args) -> int:
     import json
 
@@ -197,7 +212,7 @@ def main(argv=None) -> int:
     download_parser.add_argument("--offline", action="store_true", help="download nothing; report what is missing")
     download_parser.set_defaults(run=download)
     batch_parser = commands.add_parser("batch", help="restore a folder of photos with a workflow's pipeline, headless")
-    batch_parser.add_argument("pipeline", choices=["difface", "dr2", "hybrid"])
+    batch_parser.add_argument("pipeline", choices=["difface", "dr2", "dr2-p2", "hybrid"])
     batch_parser.add_argument("input_dir")
     batch_parser.add_argument("output_dir")
     batch_parser.add_argument("--seed", type=int, default=0, help="base seed; each photo gets seed + crc32(its file name)")
@@ -205,6 +220,9 @@ def main(argv=None) -> int:
     batch_parser.add_argument("--set", action="append", default=[], metavar="SECTION.WIDGET=VALUE",
                               help="change a setting, e.g. sampler.tau=35 or detect.detector='opencv-haar (built-in)'")
     batch_parser.set_defaults(run=batch)
+    workflows_parser = commands.add_parser("workflows", help="write the workflow templates from their descriptions")
+    workflows_parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 if any differs")
+    workflows_parser.set_defaults(run=workflows)
     for name, help_text in (("train-drm", "DR-BFR stage 1: train the degradation representation module"),
                             ("train-controlnet", "DR-BFR stage 2: train the ControlNet and the DR token projector")):
         train_parser = commands.add_parser(name, help=help_text)

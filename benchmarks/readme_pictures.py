@@ -1,11 +1,16 @@
-"""Make the README's pictures from real photos, with this pack's own code.
+"""Make the README's pictures, the template thumbnails and the Registry icon from real photos, with
+this pack's own code.
 
 What they show, honestly: the stages that need no released weights -- detection, FFHQ alignment,
-a synthetic degradation, what DR2 keeps of the degraded face at each N (the low-pass guide
-Phi_N), and the paste-back mask. The restored faces themselves need the official weights, which
-cannot be fetched on the machine that builds these pictures, so none are shown.
+a synthetic degradation, the estimate diffused to DifFace's start step, what DR2 keeps of the
+degraded face at each N (the low-pass guide Phi_N), the degradations DR-BFR's encoder tells apart,
+and the paste-back mask. The restored faces themselves need the official weights, which cannot be
+fetched on the machine that builds these pictures, so none are shown.
 
-    python benchmarks/readme_pictures.py [--out docs/images]
+    python benchmarks/readme_pictures.py [--out docs/images] [--workflows workflows]
+
+Writes docs/images/{detections,dr2_stages,paste_mask}.png, docs/images/icon.png (400 x 400, the
+Registry's icon) and workflows/<template>.jpg (512 x 512, ComfyUI's template browser cards).
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import sys
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pack_import import import_pack, shared_dir  # noqa: E402
@@ -24,10 +29,23 @@ import_pack()
 from diffusion_face_restore.degradations.synthetic import DegradationParams, degrade_batch  # noqa: E402
 from diffusion_face_restore.diffusion.dr2 import prepare_guide  # noqa: E402
 from diffusion_face_restore.diffusion.lowpass import LowPass  # noqa: E402
+from diffusion_face_restore.diffusion.samplers import q_sample  # noqa: E402
+from diffusion_face_restore.diffusion.schedule import Schedule  # noqa: E402
+from diffusion_face_restore.nodes import workflow_builder as templates  # noqa: E402
 from diffusion_face_restore.nodes.face_nodes import HAAR, FaceDetect, PasteBack  # noqa: E402
 
 TILE = 256
 LABEL_HEIGHT = 22
+DETECT = dict(detector=HAAR, crop_size="512", selection="all", index=0, min_confidence=0.8, min_face_size=16, max_faces=0)
+# blur 3, x4 down, noise 10/255, JPEG 50: a clearly damaged face
+DEGRADATION = DegradationParams(3.0, 3.0, 0.0, 4.0, 10.0, 50)
+
+
+def font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one small bitmap font
+        return ImageFont.load_default()
 
 
 def labelled(tiles: list[tuple[str, np.ndarray]], tile: int = TILE) -> Image.Image:
@@ -47,49 +65,154 @@ def labelled(tiles: list[tuple[str, np.ndarray]], tile: int = TILE) -> Image.Ima
     return sheet
 
 
+def card(title: str, tiles: list[tuple[str, np.ndarray]], size: int = 512) -> Image.Image:
+    """A template-browser thumbnail: a title bar over a 2 x 2 grid of labelled square tiles."""
+    title_height, label_font, title_font = 40, font(15), font(22)
+    half = size // 2
+    sheet = Image.new("RGB", (size, size), (24, 24, 28))
+    draw = ImageDraw.Draw(sheet)
+    draw.text((10, 8), title, fill=(240, 240, 240), font=title_font)
+    tile_height = (size - title_height) // 2
+    for index, (label, array) in enumerate(tiles[:4]):
+        image = Image.fromarray(array)
+        scale = max(half / image.width, tile_height / image.height)
+        image = image.resize((max(half, round(image.width * scale)), max(tile_height, round(image.height * scale))), Image.LANCZOS)
+        left, top = (image.width - half) // 2, (image.height - tile_height) // 2
+        image = image.crop((left, top, left + half, top + tile_height))
+        x, y = (index % 2) * half, title_height + (index // 2) * tile_height
+        sheet.paste(image, (x, y))
+        box = draw.textbbox((x + 6, y + tile_height - 24), label, font=label_font)
+        draw.rectangle((box[0] - 4, box[1] - 3, box[2] + 4, box[3] + 3), fill=(0, 0, 0))
+        draw.text((x + 6, y + tile_height - 24), label, fill=(255, 255, 255), font=label_font)
+    return sheet
+
+
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     return (image.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def from_minus_one(x: torch.Tensor) -> np.ndarray:
+    """[3, H, W] in -1..1 -> uint8 H x W x 3."""
+    return to_uint8(x.permute(1, 2, 0) * 0.5 + 0.5)
+
+
+def load_photo(path: str) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255)[None]
+
+
+def degrade(photo: torch.Tensor, params: DegradationParams = DEGRADATION, seed: int = 0) -> torch.Tensor:
+    return degrade_batch(photo.movedim(-1, 1), [params], torch.Generator().manual_seed(seed)).movedim(1, -1)
+
+
+def diffused(crop: torch.Tensor, size: int, respacing: str, step: int, seed: int = 0) -> np.ndarray:
+    """The crop (IMAGE [1, S, S, 3]) at the prior's size, diffused to `step` of `respacing`."""
+    x0 = prepare_guide(crop, size)
+    return from_minus_one(q_sample(Schedule(respacing), x0, step, torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)))[0])
+
+
+def kept_by_dr2(crop: torch.Tensor, factor: int) -> np.ndarray:
+    return from_minus_one(LowPass(256, factor)(prepare_guide(crop, 256))[0])
+
+
+class Photos:
+    """The real photos every picture is made from, detected once."""
+
+    def __init__(self):
+        import skimage.data
+
+        self.astronaut = torch.from_numpy(skimage.data.astronaut().astype(np.float32) / 255)[None]
+        self.degraded = degrade(self.astronaut)
+        self.crop = FaceDetect().detect(self.astronaut, **DETECT)[1][:1]
+        self.degraded_crop = FaceDetect().detect(self.degraded, **DETECT)[1][:1]
+        shared = shared_dir()
+        group = os.path.join(shared, "images", "whole", "difface_whole_00.jpg") if shared else None
+        self.group = load_photo(group) if group and os.path.exists(group) else self.astronaut
+        self.group_faces, self.group_crops, self.group_preview, _ = FaceDetect().detect(self.group, **DETECT)
+
+
+def readme_pictures(photos: Photos, out: str):
+    tiles = [("FaceDetect preview (built-in detector)", to_uint8(photos.group_preview[0]))]
+    tiles += [(f"aligned crop {i}", to_uint8(c)) for i, c in enumerate(photos.group_crops[:3])]
+    labelled(tiles).save(os.path.join(out, "detections.png"))
+
+    tiles = [("photo, degraded (blur 3, x4 down, noise 10, JPEG 50)", to_uint8(photos.degraded[0, :300, 100:400])),
+             ("aligned crop (DR2's input)", to_uint8(photos.degraded_crop[0]))]
+    tiles += [(f"what DR2 keeps, N = {factor}", kept_by_dr2(photos.degraded_crop, factor)) for factor in (4, 8, 16)]
+    labelled(tiles).save(os.path.join(out, "dr2_stages.png"))
+
+    mask = paste_mask(photos.astronaut)
+    labelled([("photo", to_uint8(photos.astronaut[0, :300, 100:400])),
+              ("PasteBack mask (eroded, feathered)", to_uint8(mask[:300, 100:400, None].expand(-1, -1, 3)))]).save(
+        os.path.join(out, "paste_mask.png"))
+
+
+def paste_mask(photo: torch.Tensor) -> torch.Tensor:
+    faces, crops, _, _ = FaceDetect().detect(photo, **DETECT)
+    return PasteBack().paste(photo, faces, crops, 1.0, "none", "none", False, 0.1, 0.1)[1][0]
+
+
+def icon(photos: Photos, out: str):
+    """400 x 400: the astronaut's aligned crop, degraded on the left, the original on the right."""
+    clean = Image.fromarray(to_uint8(photos.crop[0])).resize((400, 400), Image.LANCZOS)
+    damaged = Image.fromarray(to_uint8(photos.degraded_crop[0])).resize((400, 400), Image.LANCZOS)
+    picture = clean.copy()
+    picture.paste(damaged.crop((0, 0, 200, 400)), (0, 0))
+    ImageDraw.Draw(picture).line((200, 0, 200, 400), fill=(255, 255, 255), width=3)
+    picture.save(os.path.join(out, "icon.png"))
+
+
+def thumbnails(photos: Photos, out: str) -> dict[str, Image.Image]:
+    degraded_crop, group_mask = to_uint8(photos.degraded_crop[0]), paste_mask(photos.group)
+    degraded_photo = to_uint8(photos.degraded[0, 60:380, 120:440])
+    difface_start = ("diffused to K = 100 (t = 400)", diffused(photos.degraded_crop, 512, "ddim250", 100))
+    cards = {
+        templates.FACE_CROP_PASTE_NAME: ("Face crop and paste", [
+            ("FaceDetect preview", to_uint8(photos.group_preview[0, 40:200, 20:480])),
+            ("aligned crop 0", to_uint8(photos.group_crops[0])),
+            ("aligned crop 1", to_uint8(photos.group_crops[1])),
+            ("PasteBack mask", to_uint8(group_mask[40:200, 20:480, None].expand(-1, -1, 3)))]),
+        templates.DIFFACE_NAME: ("DifFace", [
+            ("degraded photo", degraded_photo), ("aligned crop", degraded_crop), difface_start,
+            ("paste mask", to_uint8(paste_mask(photos.degraded)[60:380, 120:440, None].expand(-1, -1, 3)))]),
+        templates.DIFFACE_X2_NAME: ("DifFace, 2x background", [
+            ("degraded photo", degraded_photo), ("aligned crop", degraded_crop), difface_start,
+            ("2x canvas (bicubic stand-in)", to_uint8(torch.nn.functional.interpolate(
+                photos.degraded.movedim(-1, 1), scale_factor=2, mode="bicubic")[0].movedim(0, -1)[240:560, 440:760]))]),
+        templates.DR2_NAME: ("DR2", [
+            ("degraded crop", degraded_crop), ("diffused to omega = 42", diffused(photos.degraded_crop, 256, "100", 42)),
+            ("DR2 keeps, N = 4", kept_by_dr2(photos.degraded_crop, 4)), ("DR2 keeps, N = 16", kept_by_dr2(photos.degraded_crop, 16))]),
+        templates.DR2_P2_NAME: ("DR2 without Baidu (P2)", [
+            ("degraded crop", degraded_crop), ("diffused to omega = 42", diffused(photos.degraded_crop, 256, "100", 42)),
+            ("DR2 keeps, N = 4", kept_by_dr2(photos.degraded_crop, 4)), ("DR2 keeps, N = 8", kept_by_dr2(photos.degraded_crop, 8))]),
+        templates.HYBRID_NAME: ("DifFace start + DR2", [
+            ("degraded crop", degraded_crop), ("diffused to K = 40 (t = 404)", diffused(photos.degraded_crop, 256, "100", 40)),
+            ("DR2 keeps, N = 4", kept_by_dr2(photos.degraded_crop, 4)), ("paste mask", to_uint8(group_mask[40:200, 20:480, None].expand(-1, -1, 3)))]),
+        # the kinds of damage the Degradation Encoder tells apart, on the clean aligned crop
+        templates.DR_BFR_NAME: ("DR-BFR", [
+            (label, to_uint8(degrade(photos.crop, params)[0]))
+            for label, params in (("blur 6", DegradationParams(6.0, 6.0, 0.0, 1.0, 0.0, 100)),
+                                  ("noise 25", DegradationParams(0.1, 0.1, 0.0, 1.0, 25.0, 100)),
+                                  ("JPEG 15", DegradationParams(0.1, 0.1, 0.0, 1.0, 0.0, 15)),
+                                  ("x8 down", DegradationParams(0.1, 0.1, 0.0, 8.0, 0.0, 100)))]),
+    }
+    made = {}
+    for name, (title, tiles) in cards.items():
+        made[name] = card(title, tiles)
+        made[name].save(os.path.join(out, name + ".jpg"), quality=88)
+    return made
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join("docs", "images"))
+    parser.add_argument("--workflows", default=templates.WORKFLOWS_DIR)
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    detect_settings = dict(detector=HAAR, crop_size="512", selection="all", index=0, min_confidence=0.8, min_face_size=16, max_faces=0)
-
-    # 1. detections on a real group photo
-    shared = shared_dir()
-    whole = os.path.join(shared, "images", "whole", "difface_whole_00.jpg") if shared else None
-    if whole and os.path.exists(whole):
-        photo = torch.from_numpy(np.asarray(Image.open(whole).convert("RGB"), dtype=np.float32) / 255)[None]
-        faces, crops, preview, _ = FaceDetect().detect(photo, **detect_settings)
-        tiles = [("FaceDetect preview (built-in detector)", to_uint8(preview[0]))]
-        tiles += [(f"aligned crop {i}", to_uint8(c)) for i, c in enumerate(crops[:3])]
-        labelled(tiles).save(os.path.join(args.out, "detections.png"))
-
-    # 2. the stages of DR2 on a synthetically degraded real photo
-    import skimage.data
-
-    photo = torch.from_numpy(skimage.data.astronaut().astype(np.float32) / 255)[None]
-    params = DegradationParams(3.0, 3.0, 0.0, 4.0, 10.0, 50)  # blur 3, x4 down, noise 10/255, JPEG 50
-    degraded = degrade_batch(photo.movedim(-1, 1), [params], torch.Generator().manual_seed(0)).movedim(1, -1)
-    faces, crops, _, _ = FaceDetect().detect(degraded, **detect_settings)
-    guide = prepare_guide(crops, 256)
-    tiles = [("photo, degraded (blur 3, x4 down, noise 10, JPEG 50)", to_uint8(degraded[0, :300, 100:400])),
-             ("aligned crop (DR2's input)", to_uint8(crops[0]))]
-    for factor in (4, 8, 16):
-        kept = LowPass(256, factor)(guide)[0].permute(1, 2, 0) * 0.5 + 0.5
-        tiles.append((f"what DR2 keeps, N = {factor}", to_uint8(kept)))
-    labelled(tiles).save(os.path.join(args.out, "dr2_stages.png"))
-
-    # 3. paste-back: the soft mask that blends a crop into the photo
-    faces, crops, _, _ = FaceDetect().detect(photo, **detect_settings)
-    _, mask = PasteBack().paste(photo, faces, crops, 1.0, "none", "none", False, 0.1, 0.1)
-    mask_rgb = (mask[0, :300, 100:400, None].expand(-1, -1, 3))
-    labelled([("photo", to_uint8(photo[0, :300, 100:400])), ("PasteBack mask (eroded, feathered)", to_uint8(mask_rgb))]).save(
-        os.path.join(args.out, "paste_mask.png"))
-    print("pictures in", args.out)
+    photos = Photos()
+    readme_pictures(photos, args.out)
+    icon(photos, args.out)
+    thumbnails(photos, args.workflows)
+    print("pictures in", args.out, "and", args.workflows)
 
 
 if __name__ == "__main__":

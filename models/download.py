@@ -28,7 +28,14 @@ def offline_requested(flag: bool = False) -> bool:
 def manual_steps(entry: dict) -> str:
     if entry.get("manual"):
         return entry["manual"]
-    return f"download {entry['url']} in a browser and put it in models/{entry['folder']}"
+    if entry.get("fallback"):
+        return entry["fallback"]
+    return f"download {entry.get('page') or entry['url']} in a browser and put it in models/{entry['folder']}"
+
+
+def _failed(entry: dict, message: str) -> DownloadError:
+    """A download error; for files with a browser fallback (Google Drive), the manual steps too."""
+    return DownloadError(f"{message}. {entry['fallback']}" if entry.get("fallback") else message)
 
 
 def download(entry: dict, models_dir: str, offline: bool = False, report=print, timeout: float = 60.0) -> str:
@@ -57,6 +64,9 @@ def download(entry: dict, models_dir: str, offline: bool = False, report=print, 
         request.add_header("Range", f"bytes={have}-")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
+            if response.headers.get_content_type() == "text/html":
+                # a web page (a quota notice, a sign-in form) instead of the file: keep nothing of it
+                raise _failed(entry, f"{entry['name']}: the server sent a web page instead of the file")
             resumed = have and response.status == 206
             if have and not resumed:
                 have = 0  # the server sent the whole file: start over
@@ -75,14 +85,28 @@ def download(entry: dict, models_dir: str, offline: bool = False, report=print, 
             if total and done < total:  # the connection closed early without an error
                 raise DownloadError(f"{entry['name']}: download interrupted at {done} of {total} bytes; run the same command again to resume")
     except (urllib.error.URLError, OSError) as error:
-        raise DownloadError(f"{entry['name']}: download interrupted ({error}); run the same command again to resume") from None
+        raise _failed(entry, f"{entry['name']}: download interrupted ({error}); run the same command again to resume") from None
     problems = size_and_hash_problems(partial, entry)
+    if not problems and not entry.get("sha256") and entry.get("expect"):
+        problems = unpublished_hash_problems(partial, entry)
     if problems:
         os.remove(partial)
-        raise DownloadError(f"{entry['name']}: the downloaded file is wrong ({'; '.join(problems)}) and was removed")
+        raise _failed(entry, f"{entry['name']}: the downloaded file is wrong ({'; '.join(problems)}) and was removed")
     os.replace(partial, destination)
     report(f"{entry['name']}: ok ({destination})")
     return destination
+
+
+def unpublished_hash_problems(partial: str, entry: dict) -> list[str]:
+    """Without a published sha256, a download is only trusted if it loads as the network it should be."""
+    from .manifest import verify_file
+
+    probe = partial + os.path.splitext(entry["name"])[1]  # the loaders read the format off the suffix
+    os.replace(partial, probe)
+    try:
+        return verify_file(probe, entry)
+    finally:
+        os.replace(probe, partial)
 
 
 def names_in_workflow(path: str) -> list[str]:

@@ -22,9 +22,19 @@ def manifest_entry(name: str) -> dict:
 
 
 def workflow_model(name: str) -> dict:
-    """An entry for a UI workflow's `models` list (the frontend's missing-model dialog)."""
+    """An entry for a UI workflow's `models` list (the frontend's Missing Models dialog).
+
+    The dialog keys its entries by URL and drops those that share one (DR2's two files live in one
+    Baidu folder) or have none (the DR-BFR files you train): every file gets its own link here, the
+    page a person opens where there is one, with the file's name as fragment where pages are shared.
+    """
     entry = manifest_entry(name)
-    model = {"name": entry["name"], "url": entry["url"], "directory": entry["folder"]}
+    link = entry.get("page") or entry.get("url")
+    if link is None:
+        raise ValueError(f"{name}: the manifest gives neither a url nor a page for the Missing Models dialog")
+    if sum(1 for other in load_manifest() if (other.get("page") or other.get("url")) == link) > 1:
+        link = f"{link}#{entry['name']}"
+    model = {"name": entry["name"], "url": link, "directory": entry["folder"]}
     if entry.get("sha256"):
         model.update({"hash": entry["sha256"], "hash_type": "SHA256"})
     return model

@@ -31,21 +31,28 @@ PASTE = {"blend": 1.0, "color_match": "none", "parsing": "none", "keep_original_
          "mask_feather": 0.1}
 PIPELINES = {
     "difface": {
-        "workflow": "difface.json",
+        "workflow": "DifFace restoration.json",
         "detect": DETECT, "paste": {**PASTE, "parsing": "parsenet"},
         "prior": "iddpm_ffhq512_ema500000.pth", "restorer": "swinir_restoration512_L1.pth",
         "init": {"start_step": 100, "respacing": "ddim250"},
         "sampler": {"N": 4, "tau": 22, "omega": 0, "eta": 0.5, "respacing": "auto"},
     },
     "dr2": {
-        "workflow": "dr2.json",
+        "workflow": "DR2 restoration.json",
         "detect": DETECT, "paste": PASTE,
         "prior": "DR2_FFHQ.pkl", "enhancer": "SPARNetHD_FFHQ_DR2aug.pth",
         "sampler": {"N": 4, "tau": 22, "omega": 0, "eta": 0.5, "respacing": "auto"},
         "enhance": {"fidelity": 0.5, "resize": "bicubic antialias"},
     },
+    "dr2-p2": {
+        "workflow": "DR2 restoration without Baidu - P2 prior and GFPGAN.json",
+        "detect": DETECT, "paste": PASTE,
+        "prior": "ffhq_p2.pt", "enhancer": "GFPGANv1.4.pth",
+        "sampler": {"N": 4, "tau": 22, "omega": 0, "eta": 0.5, "respacing": "auto"},
+        "enhance": {"fidelity": 0.5, "resize": "bicubic antialias"},
+    },
     "hybrid": {
-        "workflow": "difface_dr2_hybrid.json",
+        "workflow": "DifFace start with DR2 guidance.json",
         "detect": DETECT, "paste": PASTE,
         "prior": "DR2_FFHQ.pkl", "enhancer": "SPARNetHD_FFHQ_DR2aug.pth", "restorer": "swinir_restoration512_L1.pth",
         "init": {"start_step": 40, "respacing": "100"},

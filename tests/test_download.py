@@ -20,6 +20,7 @@ class Server:
 
     def __init__(self):
         self.cut_after = None
+        self.content_type = "application/octet-stream"
         self.ranges = []
         outer = self
 
@@ -38,6 +39,7 @@ class Server:
                 else:
                     self.send_response(200)
                 body = PAYLOAD[start:]
+                self.send_header("Content-Type", outer.content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if outer.cut_after is not None:
@@ -95,6 +97,21 @@ def test_interrupted_download_resumes(server, tmp_path):
     assert (tmp_path / "facerestore_models" / "weights.pth").read_bytes() == PAYLOAD
 
 
+def test_a_web_page_instead_of_the_file_is_refused_with_the_manual_steps(server, tmp_path):
+    server.content_type = "text/html; charset=utf-8"  # Google Drive's quota or sign-in page
+    drive = {**entry(server.url, sha256=None), "size": None, "fallback": "open the Drive page in a browser"}
+    with pytest.raises(DownloadError, match="sent a web page instead of the file. open the Drive page in a browser"):
+        download(drive, str(tmp_path), report=quiet)
+    assert os.listdir(tmp_path / "facerestore_models") == []
+
+
+def test_without_a_published_hash_the_file_must_load_as_the_expected_network(server, tmp_path):
+    unpublished = {**entry(server.url, sha256=None), "size": None, "expect": {"architecture": "GFPGAN"}, "fallback": "try a browser"}
+    with pytest.raises(DownloadError, match="the downloaded file is wrong .*was removed. try a browser"):
+        download(unpublished, str(tmp_path), report=quiet)  # random bytes are no network
+    assert os.listdir(tmp_path / "facerestore_models") == []
+
+
 def test_offline_and_manual_files_download_nothing(server, tmp_path, monkeypatch):
     with pytest.raises(DownloadError, match="downloads are off"):
         download(entry(server.url), str(tmp_path), offline=True, report=quiet)
@@ -109,7 +126,7 @@ def test_offline_and_manual_files_download_nothing(server, tmp_path, monkeypatch
 
 def test_workflows_name_their_files_and_errors_point_to_the_command():
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    assert names_in_workflow(os.path.join(here, "workflows", "dr2.json")) == [
+    assert names_in_workflow(os.path.join(here, "workflows", "DR2 restoration.json")) == [
         "DR2_FFHQ.pkl", "SPARNetHD_FFHQ_DR2aug.pth", "detection_Resnet50_Final.pth"]
     message = missing_file_message("FaceDiffusionLoader", "iddpm_ffhq512_ema500000.pth", "face_diffusion", None)
     assert "python dfr.py download iddpm_ffhq512_ema500000.pth" in message

@@ -74,3 +74,20 @@ def test_batch_restores_a_folder_and_skips_finished_files_on_a_rerun(tmp_path, a
     assert second.returncode == 0, second.stderr
     assert "restored 1, skipped 2" in second.stdout and os.path.getmtime(out / "grace.png") == stamp
     assert np.array_equal(np.asarray(Image.open(out / "astronaut.png")), restored)  # the same seed for the same file
+
+
+def test_a_pipeline_names_every_missing_file_before_it_loads_anything(tmp_path):
+    from diffusion_face_restore.nodes import runtime
+    from diffusion_face_restore.nodes.headless import Pipeline
+
+    runtime.set_models_dir(str(tmp_path))
+    try:
+        with pytest.raises(FileNotFoundError) as error:
+            Pipeline("dr2-p2", {"paste.parsing": "parsenet"})
+    finally:
+        runtime.set_models_dir(None)
+    message = str(error.value)
+    assert message.startswith("pipeline 'dr2-p2' is missing 4 weight file(s): ") and "\n" not in message
+    for name in ("detection_Resnet50_Final.pth", "ffhq_p2.pt", "GFPGANv1.4.pth", "parsing_parsenet.pth"):
+        assert name in message, name
+    assert "drive.google.com" in message, "the P2 prior's message says where to get it"

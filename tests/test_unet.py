@@ -98,3 +98,31 @@ def test_half_precision_torso_stays_close_to_float32():
     assert model.time_embed[0].weight.dtype == torch.float32 and model.input_blocks[1][0].in_layers[2].weight.dtype == torch.bfloat16
     relative = (half - reference).norm() / reference.norm()
     assert relative < 0.05, f"bf16 torso drifted {relative:.3f} from float32"
+
+
+def test_p2_weighting_prior_loads_as_dr2s_architecture(tmp_path):
+    """ffhq_p2.pt (P2 weighting, guided-diffusion's flat state dict, no prefix) is DR2 without Baidu."""
+    from dataclasses import asdict
+
+    from diffusion_face_restore.models.manifest import manifest_entry, verify_file
+    from diffusion_face_restore.nodes import runtime
+    from diffusion_face_restore.nodes.diffusion_nodes import FaceDiffusionLoader
+
+    torch.manual_seed(0)
+    model = UNet(DR2_256)
+    for parameter in model.parameters():
+        torch.nn.init.normal_(parameter, std=0.02)
+    (tmp_path / "face_diffusion").mkdir()
+    released = tmp_path / "face_diffusion" / "ffhq_p2.pt"
+    torch.save(model.state_dict(), released)
+    assert verify_file(str(released), manifest_entry("ffhq_p2.pt")) == []
+    runtime.set_models_dir(str(tmp_path))
+    try:
+        prior = FaceDiffusionLoader().load("ffhq_p2.pt", "fp32")[0]
+    finally:
+        runtime.set_models_dir(None)
+    assert prior.image_size == 256 and prior.learn_sigma and prior.descriptor.architecture == "ADM-UNet"
+    assert prior.descriptor.config == asdict(DR2_256), "read as DR2's configuration"
+    x, t = torch.randn(1, 3, 64, 64), torch.tensor([424])
+    with torch.no_grad():
+        assert torch.equal(prior.managed.module(x, t), model(x, t))

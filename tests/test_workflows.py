@@ -1,7 +1,6 @@
 """Every shipped workflow fits our node definitions: known node types, widget values in the right
 order with the right types and ranges, and links between matching socket types."""
 import glob
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,19 +12,9 @@ from testdata import ROOT
 from diffusion_face_restore import NODE_CLASS_MAPPINGS
 from diffusion_face_restore.models.manifest import load_manifest
 from diffusion_face_restore.nodes.types import MODEL_FOLDER_OPTION
+from diffusion_face_restore.nodes.workflow_builder import CORE_NODES
 
 WORKFLOW_FILES = sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json")))
-
-
-def load_builder():
-    spec = importlib.util.spec_from_file_location("workflow_builder", os.path.join(ROOT, "workflows", "build.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-CORE_NODES = load_builder().CORE_NODES
 
 
 def widget_specs(node_type):
@@ -90,7 +79,7 @@ def test_workflow_fits_the_node_definitions(path):
 
 
 def test_workflows_are_up_to_date_with_their_descriptions():
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "workflows", "build.py"), "--check"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "dfr.py"), "workflows", "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
@@ -101,5 +90,24 @@ def test_workflow_model_lists_come_from_the_manifest(path):
     manifest = {m["name"]: m for m in load_manifest()}
     for model in workflow.get("models", []):
         entry = manifest[model["name"]]
-        assert model["url"] == entry["url"] and model["directory"] == entry["folder"]
+        link = entry.get("page") or entry["url"]
+        assert model["url"] in (link, f"{link}#{entry['name']}") and model["directory"] == entry["folder"]
         assert model.get("hash") == entry.get("sha256")
+    # the frontend's Missing Models dialog keys entries by URL: every file needs its own
+    urls = [model["url"] for model in workflow.get("models", [])]
+    assert len(set(urls)) == len(urls), urls
+
+
+def test_every_template_has_its_thumbnail_and_the_served_folder_holds_nothing_else():
+    """ComfyUI's template browser shows workflows/<name>.jpg on the card of workflows/<name>.json, and
+    serves every file of the folder to anyone who asks: only templates and thumbnails belong there."""
+    from PIL import Image
+
+    folder = os.path.join(ROOT, "workflows")
+    files = sorted(os.listdir(folder))
+    stems = {os.path.splitext(f)[0] for f in files if f.endswith(".json")}
+    assert files == sorted([s + ".json" for s in stems] + [s + ".jpg" for s in stems]), files
+    for stem in stems:
+        with Image.open(os.path.join(folder, stem + ".jpg")) as thumbnail:
+            assert thumbnail.format == "JPEG" and thumbnail.size == (512, 512), stem
+        assert stem[0].isupper() and "_" not in stem, f"{stem!r} is the card's title: write it to be read"

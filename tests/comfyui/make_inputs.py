@@ -1,7 +1,7 @@
 """Inputs for the real-ComfyUI checks: test photos and a models folder of official-layout files.
 
-The weight files hold random weights in the released layouts (facexlib's RetinaFace and ParseNet
-architectures) or are the reduced networks of ../shared/golden (official DifFace and DR2
+The weight files hold random weights in the released layouts (facexlib's RetinaFace and ParseNet,
+spandrel's GFPGAN) or are the reduced networks of ../shared/golden (official DifFace and DR2
 layouts, small and fast) under the official file names; they prove the loaders and the graphs,
 not the quality.
 
@@ -42,10 +42,17 @@ def main(out_dir: str):
         ("difface/reduced/iddpm_reduced128_ema.pth", "face_diffusion", "iddpm_ffhq512_ema500000.pth"),
         ("difface/reduced/swinir_reduced128.pth", "upscale_models", "swinir_restoration512_L1.pth"),
         ("dr2/reduced/DR2_reduced.pkl", "face_diffusion", "DR2_FFHQ.pkl"),
+        ("dr2/reduced/DR2_reduced.pkl", "face_diffusion", "ffhq_p2.pt"),  # P2 weighting: DR2's layout
         ("dr2/reduced/SPARNet_reduced.pth", "facerestore_models", "SPARNetHD_FFHQ_DR2aug.pth"),
     ]:
         os.makedirs(os.path.join(out_dir, "models", folder), exist_ok=True)
         shutil.copy(os.path.join(golden, source), os.path.join(out_dir, "models", folder, name))
+    # GFPGANv1.4.pth's layout ({"params_ema": ...}, the clean StyleGAN2 architecture, 512 px)
+    from spandrel.architectures.GFPGAN import GFPGAN
+
+    gfpgan = GFPGAN(out_size=512, num_style_feat=512, channel_multiplier=2, num_mlp=8, input_is_latent=True,
+                    different_w=True, narrow=1, sft_half=True)
+    torch.save({"params_ema": gfpgan.state_dict()}, os.path.join(out_dir, "models", "facerestore_models", "GFPGANv1.4.pth"))
     # RealESRGAN_x2plus's layout (basicsr RRDBNet, pixel-unshuffle 2, {"params_ema": ...}); 2 blocks, not 23
     rrdb = {"conv_first.weight": torch.randn(64, 12, 3, 3) * 0.02, "conv_first.bias": torch.zeros(64)}
     for block in range(2):

@@ -3,26 +3,37 @@
 # Needs a harness built once (see ../shared/tools/comfy-harness/README.md):
 #   COMFYUI_GIT_DIR=<ComfyUI git dir> HARNESS_DIR=<dir> bash ../shared/tools/comfy-harness/setup.sh
 #   $HARNESS_DIR/venv/bin/pip install -r requirements.txt
-# then: HARNESS_DIR=<dir> bash tests/comfyui/run.sh [OUT_DIR]
-# The python running make_inputs.py needs the test requirements (facexlib, scikit-image).
+# then, with the Python that has the test requirements (torch, facexlib, scikit-image, diffusers):
+#   PYTHON=.venv/bin/python HARNESS_DIR=<dir> bash tests/comfyui/run.sh [OUT_DIR]
+# The pack is copied into a folder named diffusion-face-restore (the template browser's category).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-pack="$(cd "$here/../.." && pwd)"
-harness="${HARNESS_TOOLS:-$pack/../shared/tools/comfy-harness}"
+checkout="$(cd "$here/../.." && pwd)"
+harness="${HARNESS_TOOLS:-$checkout/../shared/tools/comfy-harness}"
 out="${1:-$(mktemp -d)}"
 python="${PYTHON:-python3}"
+if ! "$python" -c "import torch, facexlib, skimage" 2>/dev/null; then
+  echo "tests/comfyui/run.sh: $python cannot import torch, facexlib and scikit-image; set PYTHON to the" \
+       "interpreter of the pack's test environment (e.g. PYTHON=.venv/bin/python, set up as the README's" \
+       "Development section says)" >&2
+  exit 2
+fi
+comfy_python="${COMFY_PYTHON:-${HARNESS_DIR:?set HARNESS_DIR to the harness build (or COMFYUI_DIR and COMFY_PYTHON)}/venv/bin/python}"
+pack="$out/pack/diffusion-face-restore"
+rm -rf "$out/pack" && mkdir -p "$pack"
+(cd "$checkout" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf -) | tar -xf - -C "$pack"
 "$python" "$here/make_inputs.py" "$out/inputs"
 # DR-BFR: SD1.5-architecture model, our exported ControlNet and DRM bundle (random weights); the
 # single-file checkpoint is written by ComfyUI's own code, with the Python that runs ComfyUI
 "$python" "$here/make_drbfr_models.py" "$out/inputs"
 mkdir -p "$out/inputs/models/checkpoints"
-"${COMFY_PYTHON:-$HARNESS_DIR/venv/bin/python}" "$here/diffusers_to_checkpoint.py" "${COMFYUI_DIR:-$HARNESS_DIR/ComfyUI}" \
+"$comfy_python" "$here/diffusers_to_checkpoint.py" "${COMFYUI_DIR:-$HARNESS_DIR/ComfyUI}" \
   "$out/inputs/sd15_diffusers" "$out/inputs/models/checkpoints/v1-5-pruned-emaonly-fp16.safetensors" 2>/dev/null
 rm -rf "$out/inputs/sd15_diffusers"
 workflows=()
 for workflow in "$pack"/workflows/*.json; do
-  # dr_bfr.json samples 30 SD1.5 steps at 512 px: loaded and converted below, not queued on a CPU
-  [ "$(basename "$workflow")" = dr_bfr.json ] || workflows+=(--ui-workflow "$workflow")
+  # DR-BFR samples 30 SD1.5 steps at 512 px: loaded and converted below, not queued on a CPU
+  case "$(basename "$workflow")" in DR-BFR*) ;; *) workflows+=(--ui-workflow "$workflow") ;; esac
 done
 python3 "$harness/comfy_run.py" --pack "$pack" \
   --nodes FaceDetect,PasteBack,FaceDiffusionLoader,DifFaceInit,DR2GuidedSampler,FaceEnhancerLoader,Enhancer,DegradationModelLoader,DegradationEncoder,DR-ControlNetApply \
@@ -33,8 +44,9 @@ python3 "$harness/comfy_run.py" --pack "$pack" \
   --prompt "$here/dr_bfr_api.json" \
   "${workflows[@]}" --out "$out/results" --summary "$out/results/summary.json"
 python3 "$harness/comfy_run.py" --pack "$pack" --input "$out/inputs/example.png" --models-dir "$out/inputs/models" \
-  --ui-workflow "$pack/workflows/dr_bfr.json" --no-queue --out "$out/results_dr_bfr_ui" --summary "$out/results_dr_bfr_ui/summary.json"
-# a missing weight file must fail with the one-line message that names file, folder and URL
+  --ui-workflow "$pack/workflows/DR-BFR restoration with your trained ControlNet.json" --no-queue \
+  --out "$out/results_dr_bfr_ui" --summary "$out/results_dr_bfr_ui/summary.json"
+# missing weight files: the graph is refused before anything runs, every missing file named at once
 set +e
 python3 "$harness/comfy_run.py" --pack "$pack" --input "$out/inputs/example.png" \
   --prompt "$here/missing_weights_api.json" --out "$out/expected_error" --summary "$out/expected_error/summary.json" >/dev/null
@@ -42,7 +54,18 @@ set -e
 "$python" - "$out/expected_error/summary.json" <<'PY'
 import json, sys
 prompt = json.load(open(sys.argv[1]))["prompts"][0]
-message = (prompt.get("execution_error") or {}).get("exception_message", "")
-assert prompt["status"] == "error" and "detection_Resnet50_Final.pth" in message, prompt
-print("expected error:", message.strip())
+errors = json.dumps(prompt.get("node_errors") or {})
+assert prompt["status"] == "rejected", prompt
+for name in ("detection_Resnet50_Final.pth", "DR2_FFHQ.pkl", "SPARNetHD_FFHQ_DR2aug.pth", "parsing_parsenet.pth"):
+    assert name in errors, (name, errors)
+print("refused before running, naming all four missing files:", len(prompt["node_errors"]), "nodes")
 PY
+# the template browser shows every template with its thumbnail
+python3 "$harness/comfy_run.py" --pack "$pack" --models-dir "$out/inputs/models" --serve --url-file "$out/url.txt" \
+  --out "$out/results_templates" >/dev/null 2>&1 &
+server=$!
+for _ in $(seq 120); do [ -s "$out/url.txt" ] && break; sleep 1; done
+"$comfy_python" "$here/template_browser.py" "$(cat "$out/url.txt")" diffusion-face-restore "$out/results_templates" \
+  > "$out/results_templates/summary.json" || { kill "$server"; exit 1; }
+kill "$server"
+echo "template browser: $out/results_templates/template_browser.png"
