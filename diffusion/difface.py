@@ -7,7 +7,10 @@ As the official `sample_func_ir_aligned` does it (reference-algorithms.md A.2, A
     DDIM(eta) from K - 1 down to 0 (the official off-by-one: x_K is diffused to K but the first
     step runs at K - 1), then clamp((x + 1) / 2) and resize back, clamped.
 All draws come from one CPU torch.Generator seeded with the node's seed, in the official order and
-shapes, so a seed s reproduces the official sampling after torch.manual_seed(s).
+shapes, so a seed s reproduces the official sampling after torch.manual_seed(s) -- for the official
+invocation named by the draw convention (DRAW_CONVENTIONS): the official code draws `randn_like(x)`,
+whose values depend on x's memory format, and its folder mode's DataLoader takes one int64 from the
+generator before the first draw.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ class DiffusionState:
     generator_state: torch.Tensor  # the CPU generator after the draws so far
     crop_size: int  # the crops' size (outputs are resized back to it)
     estimate: torch.Tensor  # the clean estimate h in 0..1, [B, 3, S, S] at the prior's size
+    draws: str = "aligned file"  # the official invocation whose draws the seed reproduces (DRAW_CONVENTIONS)
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -55,15 +59,41 @@ def crops_to_tensor(crops: torch.Tensor, size: int) -> torch.Tensor:
     return resize_bicubic(x, size)
 
 
-def randn_like_from(generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Standard normal draws shaped like a tensor, from a CPU generator (the official order and
-    shapes then reproduce the official global-generator draws), moved to its device."""
+# The official invocation a seed reproduces, and how it draws (reference A.2, A.3):
+#   aligned file:   inference_difface.py --aligned on one file: x is NCHW, randn_like(x) = randn(shape)
+#   whole photo:    a photo with faces (no --aligned): x stacks HWC crops, so it is channels-last and
+#                   randn_like(x) fills it in NHWC memory order
+#   aligned folder: --aligned on a folder (its DataLoader, bs faces per batch): channels-last draws
+#                   as for a whole photo, after the one int64 the DataLoader takes for its base seed
+DRAW_CONVENTIONS = ("aligned file", "whole photo", "aligned folder")
+
+
+def randn_like_from(generator: torch.Generator, draws: str = "aligned file") -> Callable[[torch.Tensor], torch.Tensor]:
+    """Standard normal draws shaped like a tensor, from a CPU generator, moved to its device: the
+    values `randn_like(x)` gives after torch.manual_seed(seed) for x as the official invocation
+    `draws` holds it (NCHW for one aligned file, channels-last otherwise). Returned NCHW."""
+    if draws not in DRAW_CONVENTIONS:
+        raise ValueError(f"unknown draw convention '{draws}' (choose one of {', '.join(DRAW_CONVENTIONS)})")
+    channels_last = draws != "aligned file"
 
     def draw(like: torch.Tensor) -> torch.Tensor:
-        z = torch.randn(tuple(like.shape), generator=generator, dtype=torch.float32)
+        if channels_last and like.ndim == 4:
+            z = torch.empty(tuple(like.shape), dtype=torch.float32, memory_format=torch.channels_last).normal_(generator=generator)
+            z = z.contiguous()
+        else:
+            z = torch.randn(tuple(like.shape), generator=generator, dtype=torch.float32)
         return z.to(like.device, non_blocking=True)
 
     return draw
+
+
+def start_generator(seed: int, draws: str = "aligned file") -> torch.Generator:
+    """The CPU generator of a DifFace run, where the official one stands after torch.manual_seed(seed)
+    and before its first draw."""
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    if draws == "aligned folder":  # the DataLoader iterator's base seed
+        torch.empty((), dtype=torch.int64).random_(generator=generator)
+    return generator
 
 
 def difface_init(
@@ -74,16 +104,18 @@ def difface_init(
     start_step: int,
     seed: int,
     device: torch.device | str = "cpu",
+    draws: str = "aligned file",
 ) -> DiffusionState:
-    """crops: IMAGE [B, H, W, C] 0..1. restore: the restorer on [B, 3, S, S] 0..1 (or None)."""
+    """crops: IMAGE [B, H, W, C] 0..1. restore: the restorer on [B, 3, S, S] 0..1 (or None).
+    draws: the official invocation whose random draws the seed reproduces (DRAW_CONVENTIONS)."""
     if not 1 <= start_step < schedule.num_steps:
         raise ValueError(
             f"start step {start_step} is outside {schedule.respacing}'s 1..{schedule.num_steps - 1}"
         )
     y0 = crops_to_tensor(crops, prior_size).to(device)
     estimate = (restore(y0) if restore is not None else y0).clamp(0.0, 1.0)
-    generator = torch.Generator(device="cpu").manual_seed(int(seed))
-    z = randn_like_from(generator)(estimate)
+    generator = start_generator(seed, draws)
+    z = randn_like_from(generator, draws)(estimate)
     x = q_sample(schedule, (estimate - 0.5) / 0.5, start_step, z)
     return DiffusionState(
         x=x.cpu(),
@@ -92,6 +124,7 @@ def difface_init(
         generator_state=generator.get_state(),
         crop_size=int(crops.shape[1]),
         estimate=estimate.cpu(),
+        draws=draws,
     )
 
 

@@ -49,7 +49,9 @@ def prepare_guide(crops: torch.Tensor, size: int) -> torch.Tensor:
     """IMAGE [B, H, W, C] 0..1 -> [B, 3, size, size] in [-1, 1], as DR2 reads its input.
 
     The official code resizes 8-bit images with PIL's bicubic filter; so do we (the crops are
-    quantised to 8 bits first). Crops already at `size` are used as they are.
+    quantised to 8 bits first). Crops already at `size` are used as they are. The result is NCHW-
+    contiguous, as the official tensors are (a channels-last view would change the convolutions'
+    rounding in every step built from it).
     """
     rgb = crops[..., :3].to(torch.float32)
     if rgb.shape[1:3] != (size, size):
@@ -58,4 +60,4 @@ def prepare_guide(crops: torch.Tensor, size: int) -> torch.Tensor:
             image = Image.fromarray(np.rint(crop * 255).astype(np.uint8)).resize((size, size), Image.BICUBIC)
             resized.append(np.asarray(image, dtype=np.float32) / 255.0)
         rgb = torch.from_numpy(np.stack(resized)) if resized else rgb.new_zeros((0, size, size, 3))
-    return (rgb.permute(0, 3, 1, 2) - 0.5) / 0.5
+    return ((rgb.permute(0, 3, 1, 2) - 0.5) / 0.5).contiguous()

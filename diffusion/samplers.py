@@ -51,18 +51,26 @@ def sample_ddim(
     """
     for i, k in enumerate(range(first_step, -1, -1)):
         eps = denoise(x, int(schedule.timestep_map[k]))[:, :3].float()
-        x0 = predict_x0(schedule, x, k, eps)
-        alpha_bar = schedule.at("alphas_cumprod", k)  # float32 scalars, float32 arithmetic
-        alpha_bar_prev = schedule.at("alphas_cumprod_prev", k)
-        one = np.float32(1)
-        sigma = np.float32(eta) * np.sqrt((one - alpha_bar_prev) / (one - alpha_bar)) * np.sqrt(one - alpha_bar / alpha_bar_prev)
-        direction = np.sqrt(one - alpha_bar_prev - sigma ** 2)
-        z = noise(x)
-        nonzero = float(k != 0)
-        x = x0 * float(np.sqrt(alpha_bar_prev)) + float(direction) * eps + nonzero * float(sigma) * z
+        x, x0 = ddim_step(schedule, x, k, eps, eta, noise(x))
         if callback is not None:
             callback({"i": i, "k": k, "x": x, "denoised": x0})
     return x
+
+
+def ddim_step(schedule: Schedule, x: torch.Tensor, k: int, eps: torch.Tensor, eta: float, z: torch.Tensor):
+    """One official DDIM step from respaced index k: (x at k - 1, clipped x0).
+
+    Coefficients are float32 scalars with float32 arithmetic on the host, square roots correctly
+    rounded: the golden run's per-step updates are reproduced bit for bit (tests/test_difface.py).
+    """
+    x0 = predict_x0(schedule, x, k, eps)
+    alpha_bar = schedule.at("alphas_cumprod", k)  # float32 scalars, float32 arithmetic
+    alpha_bar_prev = schedule.at("alphas_cumprod_prev", k)
+    one = np.float32(1)
+    sigma = np.float32(eta) * np.sqrt((one - alpha_bar_prev) / (one - alpha_bar)) * np.sqrt(one - alpha_bar / alpha_bar_prev)
+    direction = np.sqrt(one - alpha_bar_prev - sigma ** 2)
+    nonzero = float(k != 0)
+    return x0 * float(np.sqrt(alpha_bar_prev)) + float(direction) * eps + nonzero * float(sigma) * z, x0
 
 
 def p_mean_log_variance(schedule: Schedule, x: torch.Tensor, k: int, output: torch.Tensor):

@@ -2,9 +2,13 @@
 
 Built once, in float64, exactly as the official GaussianDiffusion/SpacedDiffusion classes of
 DifFace and DR2 build them. The samplers read a coefficient at a respaced index as a float32
-scalar, which is what the official `_extract_into_tensor` casts it to; scalar arithmetic on the
-host in float32 rounds exactly as the official float32 tensors do, and needs no transfer to the
-device (reference-algorithms.md A.5, B.3).
+scalar, which is what the official `_extract_into_tensor` casts it to. Host arithmetic on float32
+scalars (+, -, *, /) rounds exactly as the official float32 tensors do and needs no transfer to
+the device. Square roots taken at run time (DDIM's) are correctly rounded (numpy), which is what
+the golden vectors' run computed: its per-step updates are reproduced bit for bit. torch's own
+float32 sqrt is not correctly rounded on every CPU build (1 ulp off on this machine's torch for
+some coefficients), so the official code run on such a machine drifts from the golden vectors too
+(reference-algorithms.md A.5, B.3).
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..diffusion.difface import DiffusionState, difface_init, randn_like_from, x0_to_crops
+from ..diffusion.difface import DRAW_CONVENTIONS, DiffusionState, difface_init, randn_like_from, x0_to_crops
 from ..diffusion.dr2 import automatic_omega, check_steps, prepare_guide, settings_for_severity
 from ..diffusion.lowpass import LowPass, check_lowpass_factor
 from ..diffusion.samplers import sample_ddim, sample_dr2
@@ -28,6 +28,8 @@ RESPACINGS = ["ddim250", "250", "100", "ddim100", "ddim50", "50", "ddim25", "25"
 UNET_BYTES_PER_FACE_512 = 768 * 2 ** 20
 RESTORER_BYTES_PER_FACE_512 = 512 * 2 ** 20
 PREVIEW_SIZE = 256
+# the memory format of every tensor the UNet sees (the official code's NCHW)
+UNET_MEMORY_FORMAT = torch.contiguous_format
 
 
 @dataclass(eq=False)
@@ -60,10 +62,12 @@ class FacePrior:
         def denoise(x: torch.Tensor, t: int) -> torch.Tensor:
             outputs, start = [], 0
             while start < x.shape[0]:
-                part = x[start:start + chunk[0]]
+                # one memory format on purpose: the convolutions' rounding depends on it (channels-
+                # last inputs differ from the official NCHW run by ~1e-5)
+                part = x[start:start + chunk[0]].to(device).contiguous(memory_format=UNET_MEMORY_FORMAT)
                 try:
                     timesteps = torch.full((part.shape[0],), t, dtype=torch.int64, device=device)
-                    outputs.append(module(part.to(device), timesteps).float())
+                    outputs.append(module(part, timesteps).float())
                     start += part.shape[0]
                 except Exception as error:  # noqa: BLE001 - only out-of-memory is retried
                     if not runtime.is_out_of_memory(error) or chunk[0] == 1:
@@ -170,6 +174,11 @@ class DifFaceInit:
                 "respacing": (RESPACINGS, {"default": "ddim250", "tooltip": (
                     "The steps of the 1000-step schedule that are used: ddimN = every (1000/N)th step (DifFace: "
                     "ddim250); N = N steps at fractional stride (DR2: 100). Fewer steps are faster.")}),
+                "official_draws": (list(DRAW_CONVENTIONS), {"default": DRAW_CONVENTIONS[0], "tooltip": (
+                    "Which official DifFace run the seed reproduces (the official code's random numbers depend "
+                    "on how it holds the faces): aligned file = inference_difface.py --aligned on one crop; "
+                    "whole photo = a photo with faces (its crops in the same order); aligned folder = --aligned "
+                    "on a folder, one batch. Any choice is an equally good random start.")}),
             },
             "optional": {
                 "restorer": ("UPSCALE_MODEL", {"tooltip": (
@@ -178,13 +187,13 @@ class DifFaceInit:
             },
         }
 
-    def init(self, prior, crops, seed, start_step, respacing, restorer=None):
+    def init(self, prior, crops, seed, start_step, respacing, official_draws=DRAW_CONVENTIONS[0], restorer=None):
         prior = expect(prior, FacePrior, "DifFaceInit's prior", "FaceDiffusionLoader's output")
         crops = check_finite(check_image_batch(crops, "DifFaceInit's crops"), "DifFaceInit's crops")
         schedule = Schedule(respacing)
         restore = restorer_function(restorer, crops.shape[0]) if restorer is not None else None
         with torch.no_grad():
-            state = difface_init(crops, prior.image_size, restore, schedule, start_step, seed, prior.managed.device)
+            state = difface_init(crops, prior.image_size, restore, schedule, start_step, seed, prior.managed.device, official_draws)
         estimate = x0_to_crops(state.estimate * 2 - 1, state.crop_size)
         log.info("DifFaceInit: %d face(s) diffused to %s", len(state), schedule.describe(start_step))
         return (state, estimate.to(runtime.output_device()))
@@ -272,7 +281,7 @@ class DR2GuidedSampler:
     def _run(self, prior, schedule, generator, N, tau, omega, eta, guide, state) -> torch.Tensor:
         """The reverse process on the device; returns x0 in -1..1 at the prior's size."""
         batch = len(state) if state is not None else guide.shape[0]
-        noise = randn_like_from(generator)
+        noise = randn_like_from(generator, state.draws if state is not None else DRAW_CONVENTIONS[0])
         denoise = prior.denoiser(batch)
         device = prior.managed.device
         with torch.no_grad():

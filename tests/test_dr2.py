@@ -142,3 +142,27 @@ def test_degradation_adaptive_dr2_picks_settings_per_face(dr2_prior, aligned_fac
     assert torch.equal(adaptive[[0]], severe) and torch.equal(adaptive[[1]], mild)
     with pytest.raises(ValueError, match="encode the same crops"):
         DR2GuidedSampler().sample(dr2_prior, 7, 4, 22, 0, 0.5, "auto", guide=crops[:1], degradation=degradation)
+
+
+def test_every_tensor_reaches_the_unet_in_the_official_memory_format(dr2_prior, aligned_faces, monkeypatch):
+    """Channels-last inputs change the convolutions' rounding (~1e-5 against the official NCHW run)."""
+    from diffusion_face_restore.models.degradation import Degradation
+    from diffusion_face_restore.nodes.diffusion_nodes import UNET_MEMORY_FORMAT
+
+    assert UNET_MEMORY_FORMAT == torch.contiguous_format
+    crops = torch.from_numpy(np.stack(list(aligned_faces.values())[:2]).astype(np.float32) / 255)
+    for guide in (crops, crops[:, ::2, ::2]):  # crops resized to the prior's size, and crops at it (a view)
+        assert prepare_guide(guide.contiguous(), 256).is_contiguous(), "the guide must be NCHW, as the official one"
+    seen = []
+    module = dr2_prior.managed.module
+    forward = module.forward
+    monkeypatch.setattr(module, "forward", lambda x, t: seen.append(x.is_contiguous(memory_format=UNET_MEMORY_FORMAT)) or forward(x, t))
+    at_prior_size = crops[:, ::2, ::2].contiguous()
+    sampler = DR2GuidedSampler()
+    sampler.sample(dr2_prior, 1, 4, 22, 24, 0.5, "auto", guide=at_prior_size)                      # DR2
+    state, _ = DifFaceInit().init(dr2_prior, at_prior_size, 5, 3, "25")
+    sampler.sample(dr2_prior, 0, 4, 0, 0, 0.5, "auto", guide=at_prior_size, state=state)           # hybrid
+    sampler.sample(dr2_prior, 0, 4, 0, 0, 0.5, "auto", state=state)                                # DifFace
+    degradation = Degradation(torch.zeros(2, 8), torch.tensor([[0.9] * 4, [0.1] * 4]), None, None, "measured")
+    sampler.sample(dr2_prior, 7, 4, 22, 0, 0.5, "25", guide=at_prior_size, degradation=degradation)  # adaptive
+    assert seen and all(seen), f"{seen.count(False)} of {len(seen)} UNet calls got another memory format"
