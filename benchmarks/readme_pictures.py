@@ -174,6 +174,10 @@ def thumbnails(photos: Photos, out: str) -> dict[str, Image.Image]:
         templates.DIFFACE_NAME: ("DifFace", [
             ("degraded photo", degraded_photo), ("aligned crop", degraded_crop), difface_start,
             ("paste mask", to_uint8(paste_mask(photos.degraded)[60:380, 120:440, None].expand(-1, -1, 3)))]),
+        templates.DIFFACE_FAST_NAME: ("DifFace fast: 15 UNet calls", [
+            ("degraded crop", degraded_crop), difface_start,
+            ("solver grid: t = 257 of 400", diffused(photos.degraded_crop, 512, "1000", 257)),
+            ("solver grid: t = 114 of 400", diffused(photos.degraded_crop, 512, "1000", 114))]),
         templates.DIFFACE_X2_NAME: ("DifFace, 2x background", [
             ("degraded photo", degraded_photo), ("aligned crop", degraded_crop), difface_start,
             ("2x canvas (bicubic stand-in)", to_uint8(torch.nn.functional.interpolate(

@@ -65,10 +65,12 @@ def _positive_int(text: str, respacing: str) -> int:
 class Schedule:
     """A respaced linear schedule. Index k is respaced; `timestep_map[k]` is the original t."""
 
-    def __init__(self, respacing: str = "ddim250", num_timesteps: int = NUM_TIMESTEPS):
+    def __init__(self, respacing: str = "ddim250", num_timesteps: int = NUM_TIMESTEPS, timesteps: list[int] | None = None):
+        """timesteps: keep exactly these original timesteps instead of a respacing's (benchmarks)."""
         self.respacing = str(respacing)
         base_alphas_cumprod = np.cumprod(1.0 - linear_betas(num_timesteps))
-        self.timestep_map = np.array(space_timesteps(num_timesteps, respacing), dtype=np.int64)
+        kept = sorted(set(int(t) for t in timesteps)) if timesteps is not None else space_timesteps(num_timesteps, respacing)
+        self.timestep_map = np.array(kept, dtype=np.int64)
         betas, last = [], 1.0
         for t in self.timestep_map:
             betas.append(1.0 - base_alphas_cumprod[t] / last)
@@ -104,3 +106,61 @@ class Schedule:
 
     def describe(self, k: int) -> str:
         return f"step {k} of {self.respacing} (t = {int(self.timestep_map[k])})"
+
+
+# How a few-step solver spreads its network calls between the start and t = 0.
+SPACINGS = ("log-SNR", "uniform t", "karras")
+KARRAS_RHO = 7.0
+
+
+class NoiseLevels:
+    """The 1000-step linear schedule as the few-step solvers see it: at an original timestep t,
+    alpha_t = sqrt(abar_t), sigma_t = sqrt(1 - abar_t) and the log-SNR lambda_t = log(alpha_t / sigma_t).
+
+    Fractional t interpolates log abar linearly between the integer steps (only the exact reference
+    priors of the benchmarks use that; a trained network is called at integer t).
+    """
+
+    def __init__(self, num_timesteps: int = NUM_TIMESTEPS):
+        alphas_cumprod = np.cumprod(1.0 - linear_betas(num_timesteps))
+        self.timesteps_all = np.arange(num_timesteps, dtype=np.float64)
+        self.log_alphas_cumprod = np.log(alphas_cumprod)
+        self.lambdas = 0.5 * (np.log(alphas_cumprod) - np.log1p(-alphas_cumprod))  # decreasing in t
+
+    def alpha_bar(self, t: float) -> float:
+        return float(np.exp(np.interp(t, self.timesteps_all, self.log_alphas_cumprod)))
+
+    def alpha_sigma_lambda(self, t: float) -> tuple[float, float, float]:
+        abar = self.alpha_bar(t)
+        return float(np.sqrt(abar)), float(np.sqrt(1.0 - abar)), float(0.5 * (np.log(abar) - np.log1p(-abar)))
+
+    def t_for_lambda(self, lam):
+        return np.interp(lam, self.lambdas[::-1], self.timesteps_all[::-1])
+
+    def timesteps(self, t_start: float, calls: int, spacing: str = "log-SNR", integer: bool = True) -> list:
+        """`calls` timesteps from t_start down to 0 (both included), spread by `spacing`: evenly in
+        log-SNR, evenly in t, or Karras et al. (2022)'s rho = 7 spacing of sigma/alpha. Integer
+        timesteps that round together are merged, so a dense end may cost fewer calls."""
+        if calls < 1:
+            raise ValueError(f"a solver needs at least 1 network call, got {calls}")
+        if spacing not in SPACINGS:
+            raise ValueError(f"unknown spacing '{spacing}' (choose one of {', '.join(SPACINGS)})")
+        if calls == 1:
+            return [int(round(t_start)) if integer else float(t_start)]
+        fraction = np.linspace(0.0, 1.0, calls)
+        lam_start, lam_end = self.alpha_sigma_lambda(t_start)[2], float(self.lambdas[0])
+        if spacing == "uniform t":
+            ts = t_start * (1.0 - fraction)
+        elif spacing == "log-SNR":
+            ts = self.t_for_lambda(lam_start + fraction * (lam_end - lam_start))
+        else:  # karras: sigma/alpha = exp(-lambda), evenly in its 1/rho-th power
+            high, low = np.exp(-lam_start) ** (1 / KARRAS_RHO), np.exp(-lam_end) ** (1 / KARRAS_RHO)
+            ts = self.t_for_lambda(-KARRAS_RHO * np.log(high + fraction * (low - high)))
+        ts[0], ts[-1] = t_start, 0.0
+        if not integer:
+            return [float(t) for t in ts]
+        merged = []
+        for t in np.rint(ts).astype(int):
+            if not merged or t < merged[-1]:
+                merged.append(int(t))
+        return merged

@@ -51,10 +51,11 @@ class ResBlock(nn.Module):
         out_channels = out_channels or channels
         self.scale_shift = scale_shift
         self.resample = "up" if up else "down" if down else None
-        self.in_layers = nn.Sequential(GroupNorm32(32, channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1))
+        # in-place activations on the norms' fresh outputs: the same values, less memory traffic
+        self.in_layers = nn.Sequential(GroupNorm32(32, channels), nn.SiLU(inplace=True), nn.Conv2d(channels, out_channels, 3, padding=1))
         self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, 2 * out_channels if scale_shift else out_channels))
         self.out_layers = nn.Sequential(
-            GroupNorm32(32, out_channels), nn.SiLU(), nn.Dropout(0.0), nn.Conv2d(out_channels, out_channels, 3, padding=1)
+            GroupNorm32(32, out_channels), nn.SiLU(inplace=True), nn.Dropout(0.0), nn.Conv2d(out_channels, out_channels, 3, padding=1)
         )
         self.skip_connection = nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
 
@@ -73,11 +74,11 @@ class ResBlock(nn.Module):
         emb_out = self.emb_layers(emb).type(h.dtype)[..., None, None]
         if self.scale_shift:
             scale, shift = emb_out.chunk(2, dim=1)
-            h = self.out_layers[0](h) * (1 + scale) + shift
+            h = self.out_layers[0](h).mul_(1 + scale).add_(shift)  # GN(h) (1 + scale) + shift, in place
             h = self.out_layers[1:](h)
         else:
             h = self.out_layers(h + emb_out)
-        return self.skip_connection(x) + h
+        return h.add_(self.skip_connection(x))  # skip + h (addition commutes exactly)
 
 
 class AttentionBlock(nn.Module):

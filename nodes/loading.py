@@ -61,10 +61,11 @@ def weights_check(folder: str, filename: str, what: str, url: str | None = None)
     return missing_file_message(what, filename, folder, url)
 
 
-def load_managed(path: str, kinds: tuple[str, ...], dtype: torch.dtype = torch.float32):
-    """(descriptor, managed module) of a weight file, built once per file and dtype."""
+def load_managed(path: str, kinds: tuple[str, ...], dtype: torch.dtype = torch.float32,
+                 memory_format: torch.memory_format = torch.contiguous_format):
+    """(descriptor, managed module) of a weight file, built once per file, dtype and memory format."""
     stat = os.stat(path)
-    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, kinds, dtype)
+    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, kinds, dtype, memory_format)
     with _lock:
         if key not in _cache:
             try:
@@ -73,6 +74,8 @@ def load_managed(path: str, kinds: tuple[str, ...], dtype: torch.dtype = torch.f
                 raise ValueError(f"{error} ({path})") from None
             if dtype != torch.float32:
                 descriptor.to_dtype(dtype)
+            if memory_format != torch.contiguous_format:
+                descriptor.module.to(memory_format=memory_format)
             for stale in [k for k in _cache if k[0] == key[0] and k[1:3] != key[1:3]]:
                 del _cache[stale]  # the file changed on disk
             _cache[key] = (descriptor, runtime.ManagedModule(descriptor.module))

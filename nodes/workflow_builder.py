@@ -256,6 +256,21 @@ DIFFACE_NOTE = (
     "models/facedetection. DifFace's weights are for non-commercial use only (S-Lab License 1.0).\n\n"
     "Cost: 100 UNet calls per face (about 5 min per face on a CPU; seconds on a GPU)."
 )
+DIFFACE_FAST_NAME = "DifFace fast restoration - 15 UNet calls"
+DIFFACE_FAST_NOTE = (
+    "DifFace with a few-step solver: SwinIR's estimate is diffused to K (100 of ddim250, t = 400) as in the "
+    "paper, then DR2GuidedSampler runs DPM-Solver++(2M) SDE (sampler dpm++ 2m sde, eta 1, 15 UNet calls, "
+    "uniform-t spacing) instead of 100 DDIM steps, and the prior's convolutions run channels-last: about "
+    "8x faster than 'DifFace restoration'.\n\n"
+    "Measured on an exact reference (a face prior whose posterior is known in closed form; README, "
+    "'Few-step sampling'): these 15 calls land far closer to the exact posterior than the official 100-step "
+    "DDIM(0.5). They sample the posterior itself, so results vary more from seed to seed than DifFace's "
+    "DDIM(0.5); for one deterministic answer choose sampler dpm++ 2m (eta is then ignored).\n\n"
+    "Knobs: steps (UNet calls: 10 already beats the official 100 on the reference), DifFaceInit start_step "
+    "K as in DifFace. N, tau and omega do nothing in this wiring.\n\n"
+    "Weights: as 'DifFace restoration' (non-commercial S-Lab License 1.0 for DifFace's files).\n\n"
+    "Cost: 15 UNet calls per face (about 45 s per face on a 2-core CPU)."
+)
 DIFFACE_X2_NOTE = (
     "DifFace as the official whole-image mode runs it: the faces are restored as in 'DifFace restoration', "
     "and the rest of the photo is upscaled 2x by RealESRGAN_x2plus (ImageUpscaleWithModel); PasteBack puts "
@@ -269,20 +284,25 @@ DIFFACE_X2_NOTE = (
 )
 
 
-def difface_workflow(name: str, upscaled_background: bool) -> Workflow:
+def difface_workflow(name: str, upscaled_background: bool, fast: bool = False) -> Workflow:
+    loader = {"model_name": "iddpm_ffhq512_ema500000.pth"}
+    sampler = {}
+    if fast:  # the setting benchmarks/sampler_accuracy.py picks
+        loader["convolutions"] = "channels-last (faster)"
+        sampler = {"sampler": "dpm++ 2m sde", "steps": 15, "eta": 1.0}
+    note = DIFFACE_FAST_NOTE if fast else DIFFACE_X2_NOTE if upscaled_background else DIFFACE_NOTE
     nodes = [
         Node(1, "LoadImage", (column(0), 20), {"image": "example.png", "upload": "image"}, (WIDTH, 340)),
         Node(2, "FaceDetect", (column(1), 20), {"detector": "retinaface_resnet50"}, (WIDTH, 300)),
-        Node(3, "FaceDiffusionLoader", (column(1), 380), {"model_name": "iddpm_ffhq512_ema500000.pth"}, (WIDTH, 110)),
-        Node(4, "UpscaleModelLoader", (column(1), 530), {"model_name": "swinir_restoration512_L1.pth"}, (WIDTH, 80)),
-        Node(5, "DifFaceInit", (column(2), 20), {}, (WIDTH, 200)),
-        Node(6, "DR2GuidedSampler", (column(3), 20), {}, (WIDTH, 330)),
+        Node(3, "FaceDiffusionLoader", (column(1), 380), loader, (WIDTH, 130)),
+        Node(4, "UpscaleModelLoader", (column(1), 550), {"model_name": "swinir_restoration512_L1.pth"}, (WIDTH, 80)),
+        Node(5, "DifFaceInit", (column(2), 20), {}, (WIDTH, 220)),
+        Node(6, "DR2GuidedSampler", (column(3), 20), sampler, (WIDTH, 400)),
         Node(7, "PasteBack", (column(4), 20), {"parsing": "parsenet"}, (WIDTH, 300)),
         Node(8, "SaveImage", (column(4), 380), {"filename_prefix": name}, (WIDTH, 360)),
-        Node(9, "PreviewImage", (column(2), 280), {}, (WIDTH, 300), title="SwinIR estimate"),
-        Node(10, "PreviewImage", (column(3), 400), {}, (WIDTH, 300), title="Restored crops"),
-        Node(11, "Note", (column(0), 420), {"text": with_fetch_note(DIFFACE_X2_NOTE if upscaled_background else DIFFACE_NOTE, name)},
-             (WIDTH, 620)),
+        Node(9, "PreviewImage", (column(2), 300), {}, (WIDTH, 300), title="SwinIR estimate"),
+        Node(10, "PreviewImage", (column(3), 470), {}, (WIDTH, 300), title="Restored crops"),
+        Node(11, "Note", (column(0), 420), {"text": with_fetch_note(note, name)}, (WIDTH, 620)),
     ]
     links = [
         (1, "IMAGE", 2, "image"),
@@ -312,6 +332,7 @@ def difface_workflow(name: str, upscaled_background: bool) -> Workflow:
 
 DIFFACE = difface_workflow(DIFFACE_NAME, upscaled_background=False)
 DIFFACE_X2 = difface_workflow(DIFFACE_X2_NAME, upscaled_background=True)
+DIFFACE_FAST = difface_workflow(DIFFACE_FAST_NAME, upscaled_background=False, fast=True)
 
 DR2_NAME = "DR2 restoration"
 DR2_P2_NAME = "DR2 restoration without Baidu - P2 prior and GFPGAN"
@@ -357,7 +378,7 @@ def dr2_workflow(name: str, prior: str, enhancer: str, note: str, difface_start:
         Node(2, "FaceDetect", (column(1), 20), {"detector": "retinaface_resnet50"}, (WIDTH, 300)),
         Node(3, "FaceDiffusionLoader", (column(1), 380), {"model_name": prior}, (WIDTH, 110)),
         Node(4, "FaceEnhancerLoader", (column(3), 240), {"model_name": enhancer}, (WIDTH, 80)),
-        Node(5, "DR2GuidedSampler", (column(2), 20), {"N": 4, "tau": 22}, (WIDTH, 330)),
+        Node(5, "DR2GuidedSampler", (column(2), 20), {"N": 4, "tau": 22}, (WIDTH, 400)),
         Node(6, "Enhancer", (column(3), 20), {}, (WIDTH, 170)),
         Node(7, "PasteBack", (column(4), 20), {}, (WIDTH, 300)),
         Node(8, "SaveImage", (column(4), 380), {"filename_prefix": name}, (WIDTH, 360)),
@@ -380,7 +401,7 @@ def dr2_workflow(name: str, prior: str, enhancer: str, note: str, difface_start:
     if difface_start:
         nodes += [
             Node(11, "UpscaleModelLoader", (column(1), 530), {"model_name": "swinir_restoration512_L1.pth"}, (WIDTH, 80)),
-            Node(12, "DifFaceInit", (column(2), 420), {"start_step": 40, "respacing": "100"}, (WIDTH, 200)),
+            Node(12, "DifFaceInit", (column(2), 470), {"start_step": 40, "respacing": "100"}, (WIDTH, 220)),
         ]
         links += [(2, "crops", 12, "crops"), (3, "prior", 12, "prior"), (11, "UPSCALE_MODEL", 12, "restorer"), (12, "state", 5, "state")]
         models.append("swinir_restoration512_L1.pth")
@@ -463,7 +484,7 @@ def dr_bfr_workflow() -> Workflow:
 
 DR_BFR = dr_bfr_workflow()
 
-WORKFLOWS = [FACE_CROP_PASTE, DIFFACE, DIFFACE_X2, DR2, DR2_P2, HYBRID, DR_BFR]
+WORKFLOWS = [FACE_CROP_PASTE, DIFFACE, DIFFACE_FAST, DIFFACE_X2, DR2, DR2_P2, HYBRID, DR_BFR]
 
 
 def workflow_text(workflow: Workflow) -> str:

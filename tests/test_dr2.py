@@ -147,9 +147,8 @@ def test_degradation_adaptive_dr2_picks_settings_per_face(dr2_prior, aligned_fac
 def test_every_tensor_reaches_the_unet_in_the_official_memory_format(dr2_prior, aligned_faces, monkeypatch):
     """Channels-last inputs change the convolutions' rounding (~1e-5 against the official NCHW run)."""
     from diffusion_face_restore.models.degradation import Degradation
-    from diffusion_face_restore.nodes.diffusion_nodes import UNET_MEMORY_FORMAT
-
-    assert UNET_MEMORY_FORMAT == torch.contiguous_format
+    UNET_MEMORY_FORMAT = torch.contiguous_format  # FaceDiffusionLoader's default, convolutions "exact"
+    assert dr2_prior.memory_format == UNET_MEMORY_FORMAT
     crops = torch.from_numpy(np.stack(list(aligned_faces.values())[:2]).astype(np.float32) / 255)
     for guide in (crops, crops[:, ::2, ::2]):  # crops resized to the prior's size, and crops at it (a view)
         assert prepare_guide(guide.contiguous(), 256).is_contiguous(), "the guide must be NCHW, as the official one"

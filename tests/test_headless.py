@@ -19,7 +19,7 @@ from diffusion_face_restore.models.convert import convert_to_safetensors
 from diffusion_face_restore.nodes.face_nodes import HAAR
 from diffusion_face_restore.nodes.headless import PIPELINES, seed_for
 
-SECTIONS = {"detect": "FaceDetect", "paste": "PasteBack", "init": "DifFaceInit", "sampler": "DR2GuidedSampler", "enhance": "Enhancer"}
+SECTIONS = {"loader": "FaceDiffusionLoader", "detect": "FaceDetect", "paste": "PasteBack", "init": "DifFaceInit", "sampler": "DR2GuidedSampler", "enhance": "Enhancer"}
 
 
 @pytest.mark.parametrize("name", sorted(PIPELINES))

@@ -40,7 +40,8 @@ python3 "$harness/comfy_run.py" --pack "$pack" \
   --input "$out/inputs/example.png" --input "$out/inputs/no_face.png" \
   --models-dir "$out/inputs/models" \
   --prompt "$here/face_pipeline_api.json" --prompt "$here/no_face_api.json" \
-  --prompt "$here/retinaface_parsing_api.json" --prompt "$here/difface_api.json" --prompt "$here/dr2_hybrid_api.json" \
+  --prompt "$here/retinaface_parsing_api.json" --prompt "$here/difface_api.json" --prompt "$here/difface_fast_api.json" \
+  --prompt "$here/dr2_hybrid_api.json" \
   --prompt "$here/dr_bfr_api.json" \
   "${workflows[@]}" --out "$out/results" --summary "$out/results/summary.json"
 python3 "$harness/comfy_run.py" --pack "$pack" --input "$out/inputs/example.png" --models-dir "$out/inputs/models" \
