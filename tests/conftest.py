@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from testdata import load_rgb, shared_path  # tests/ is on sys.path (pyproject: pythonpath)
+from testdata import golden_path, load_reduced_dr2_prior, load_rgb, shared_path  # tests/ is on sys.path (pyproject: pythonpath)
 from pack_import import import_pack  # noqa: E402  (testdata put the checkout on sys.path)
 
 import_pack()
@@ -40,3 +40,12 @@ def whole_photos() -> dict[str, np.ndarray]:
 def aligned_faces() -> dict[str, np.ndarray]:
     folder = shared_path("images", "aligned")
     return {os.path.basename(p): load_rgb(p) for p in sorted(glob.glob(os.path.join(folder, "*.png")))}
+
+
+@pytest.fixture(scope="module")
+def dr2_prior(tmp_path_factory):
+    """DR2's reduced official-layout test network, loaded through FaceDiffusionLoader."""
+    from diffusion_face_restore.nodes import runtime
+
+    yield load_reduced_dr2_prior(golden_path("checkpoints", "dr2", "reduced", "DR2_reduced.pkl"), str(tmp_path_factory.mktemp("models")))
+    runtime.set_models_dir(None)

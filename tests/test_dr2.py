@@ -10,9 +10,7 @@ from diffusion_face_restore.diffusion.dr2 import automatic_omega, prepare_guide
 from diffusion_face_restore.diffusion.lowpass import LowPass, resize_matrix
 from diffusion_face_restore.diffusion.samplers import sample_dr2
 from diffusion_face_restore.diffusion.schedule import Schedule
-from diffusion_face_restore.models.convert import convert_to_safetensors
-from diffusion_face_restore.nodes import runtime
-from diffusion_face_restore.nodes.diffusion_nodes import DifFaceInit, DR2GuidedSampler, FaceDiffusionLoader
+from diffusion_face_restore.nodes.diffusion_nodes import DifFaceInit, DR2GuidedSampler
 
 CASE = "dr2_reduced_N4_tau22"
 SEED = 20240601
@@ -70,16 +68,6 @@ def test_dr2_loop_traces_match_the_official_code():
     for row, index in enumerate([0, 1, 2, 20]):
         np.testing.assert_allclose(samples[index].numpy(), official_samples[row], atol=1e-4)
     np.testing.assert_allclose(out.numpy(), golden(CASE, "dr2_output.npy"), atol=1e-4)
-
-
-@pytest.fixture(scope="module")
-def dr2_prior(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    (root / "face_diffusion").mkdir()
-    convert_to_safetensors(golden_path("checkpoints", "dr2", "reduced", "DR2_reduced.pkl"), str(root / "face_diffusion" / "dr2.safetensors"), {"num_head_channels": 32})
-    runtime.set_models_dir(str(root))
-    yield FaceDiffusionLoader().load("dr2.safetensors", "fp32")[0]
-    runtime.set_models_dir(None)
 
 
 def official_input() -> torch.Tensor:

@@ -1,7 +1,6 @@
 """Test data: real photos with faces, the shared folder, and small helpers used across tests."""
 from __future__ import annotations
 
-import glob
 import os
 import sys
 
@@ -25,6 +24,20 @@ def shared_path(*parts: str) -> str:
     if not os.path.exists(path):
         pytest.skip(f"shared test data {os.path.join(*parts)} is missing")
     return path
+
+
+def load_reduced_dr2_prior(source: str, models_root: str):
+    """The reduced official-layout DR2 network of ../shared/golden (source: its DR2_reduced.pkl),
+    converted into models_root/face_diffusion and loaded by FaceDiffusionLoader, fp32. Leaves the
+    pack's models folder set to models_root (runtime.set_models_dir(None) resets it)."""
+    from diffusion_face_restore.models.convert import convert_to_safetensors
+    from diffusion_face_restore.nodes import runtime
+    from diffusion_face_restore.nodes.diffusion_nodes import FaceDiffusionLoader
+
+    os.makedirs(os.path.join(models_root, "face_diffusion"), exist_ok=True)
+    convert_to_safetensors(source, os.path.join(models_root, "face_diffusion", "dr2.safetensors"), {"num_head_channels": 32})
+    runtime.set_models_dir(models_root)
+    return FaceDiffusionLoader().load("dr2.safetensors", "fp32")[0]
 
 
 def load_rgb(path: str) -> np.ndarray:
