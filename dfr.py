@@ -16,11 +16,14 @@
         resumes partial files, checks sha256 where published, refuses wrong files. --offline (or
         DFR_OFFLINE=1) only reports what is missing. Files on Baidu (DR2) get the manual steps.
 
-    python dfr.py batch PIPELINE INPUT_DIR OUTPUT_DIR [--seed S] [--models-dir DIR] [--set KEY=VALUE ...]
+    python dfr.py batch PIPELINE INPUT OUTPUT [--seed S] [--models-dir DIR] [--set KEY=VALUE ...] [--chunk-frames N]
         Restore a folder of photos (or extracted video frames) without the UI: PIPELINE is difface,
         difface-fast (15 UNet calls), dr2, dr2-p2 (DR2 without Baidu: the P2 prior and GFPGAN) or hybrid,
         with the defaults of its workflow (--set sampler.tau=35, detect.detector=...).
         Resumable: photos whose output exists are skipped. Each photo's seed: S + crc32(file name).
+        INPUT may be a video file (OUTPUT: the video to write): faces are tracked through the clip,
+        each person gets the same noise in every frame, frames are restored N at a time and an
+        interrupted run resumes from its last finished chunk (OUTPUT.work/).
 
     python dfr.py workflows [--check]
         Write the workflow templates in workflows/ from their descriptions (nodes/workflow_builder.py),
@@ -128,9 +131,17 @@ def batch(args) -> int:
     import_pack()
     from diffusion_face_restore.nodes import runtime
     from diffusion_face_restore.nodes.headless import run_folder
+    from diffusion_face_restore.nodes.video_batch import is_video, run_video
 
     runtime.set_models_dir(default_models_dir(args.models_dir))
     try:
+        if is_video(args.input_dir):
+            output = args.output_dir
+            if os.path.isdir(output) or output.endswith(os.sep):
+                output = os.path.join(output, os.path.splitext(os.path.basename(args.input_dir))[0] + ".mp4")
+            result = run_video(args.pipeline, args.input_dir, output, args.seed, parse_overrides(args.set), args.chunk_frames)
+            print(f"restored {result['frames']} frames in {result['chunks']} chunks ({result['resumed_chunks']} finished before) -> {output}")
+            return 0
         result = run_folder(args.pipeline, args.input_dir, args.output_dir, args.seed, parse_overrides(args.set))
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -214,8 +225,9 @@ def main(argv=None) -> int:
     download_parser.set_defaults(run=download)
     batch_parser = commands.add_parser("batch", help="restore a folder of photos with a workflow's pipeline, headless")
     batch_parser.add_argument("pipeline", choices=["difface", "difface-fast", "dr2", "dr2-p2", "hybrid"])
-    batch_parser.add_argument("input_dir")
-    batch_parser.add_argument("output_dir")
+    batch_parser.add_argument("input_dir", metavar="INPUT", help="a folder of photos, or a video file")
+    batch_parser.add_argument("output_dir", metavar="OUTPUT", help="the output folder, or for a video the output video (or a folder)")
+    batch_parser.add_argument("--chunk-frames", type=int, default=24, help="video: frames restored at a time (bounds the memory)")
     batch_parser.add_argument("--seed", type=int, default=0, help="base seed; each photo gets seed + crc32(its file name)")
     batch_parser.add_argument("--models-dir", help="ComfyUI's models folder (default: $DFR_MODELS_DIR or ComfyUI/models)")
     batch_parser.add_argument("--set", action="append", default=[], metavar="SECTION.WIDGET=VALUE",

@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pack_import import import_pack, shared_dir  # noqa: E402
 
 import_pack()
+from diffusion_face_restore.degradations.camera_path import camera_path, render_clip  # noqa: E402
 from diffusion_face_restore.degradations.synthetic import DegradationParams, degrade_batch  # noqa: E402
 from diffusion_face_restore.diffusion.dr2 import prepare_guide  # noqa: E402
 from diffusion_face_restore.diffusion.lowpass import LowPass  # noqa: E402
@@ -33,6 +34,7 @@ from diffusion_face_restore.diffusion.samplers import q_sample  # noqa: E402
 from diffusion_face_restore.diffusion.schedule import Schedule  # noqa: E402
 from diffusion_face_restore.nodes import workflow_builder as templates  # noqa: E402
 from diffusion_face_restore.nodes.face_nodes import HAAR, FaceDetect, PasteBack  # noqa: E402
+from diffusion_face_restore.nodes.video_nodes import FaceTrack  # noqa: E402
 
 TILE = 256
 LABEL_HEIGHT = 22
@@ -161,10 +163,20 @@ def icon(photos: Photos, out: str):
     picture.save(os.path.join(out, "icon.png"))
 
 
+def tracked_clip(photos: Photos, frames: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
+    """A clip of the astronaut along a known camera path (noise, JPEG), through FaceTrack with the
+    built-in detector: (previews, crops), one face per frame."""
+    photo = to_uint8(photos.astronaut[0])
+    clip = render_clip(photo, camera_path(frames, photo.shape[:2]), noise=6, jpeg=70, seed=0)
+    _, crops, previews, _ = FaceTrack().track(clip, HAAR, "512", DETECT["min_confidence"], DETECT["min_face_size"], 0, 0.5, 5, 3)
+    return previews, crops
+
+
 def thumbnails(photos: Photos, out: str) -> dict[str, Image.Image]:
     degraded_crop, group_mask = to_uint8(photos.degraded_crop[0]), paste_mask(photos.group)
     degraded_photo = to_uint8(photos.degraded[0, 60:380, 120:440])
     difface_start = ("diffused to K = 100 (t = 400)", diffused(photos.degraded_crop, 512, "ddim250", 100))
+    previews, track_crops = tracked_clip(photos)
     cards = {
         templates.FACE_CROP_PASTE_NAME: ("Face crop and paste", [
             ("FaceDetect preview", to_uint8(photos.group_preview[0, 40:200, 20:480])),
@@ -198,6 +210,12 @@ def thumbnails(photos: Photos, out: str) -> dict[str, Image.Image]:
                                   ("noise 25", DegradationParams(0.1, 0.1, 0.0, 1.0, 25.0, 100)),
                                   ("JPEG 15", DegradationParams(0.1, 0.1, 0.0, 1.0, 0.0, 15)),
                                   ("x8 down", DegradationParams(0.1, 0.1, 0.0, 8.0, 0.0, 100)))]),
+        # frames of a moving clip with FaceTrack's person label, and the smoothed crops that stay still
+        templates.VIDEO_DR2_NAME: ("Video: tracked faces", [
+            ("frame 0, FaceTrack", to_uint8(previews[0, :320, 90:410])),
+            ("frame 15", to_uint8(previews[15, :320, 90:410])),
+            ("aligned crop, frame 0", to_uint8(track_crops[0])),
+            ("aligned crop, frame 15", to_uint8(track_crops[15]))]),
     }
     made = {}
     for name, (title, tiles) in cards.items():

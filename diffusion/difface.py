@@ -35,6 +35,8 @@ class DiffusionState:
     crop_size: int  # the crops' size (outputs are resized back to it)
     estimate: torch.Tensor  # the clean estimate h in 0..1, [B, 3, S, S] at the prior's size
     draws: str = "aligned file"  # the official invocation whose draws the seed reproduces (DRAW_CONVENTIONS)
+    # same noise per person (video): one CPU generator per face, seeded from its track id
+    face_generator_states: tuple | None = None
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -44,6 +46,21 @@ class DiffusionState:
         generator = torch.Generator(device="cpu")
         generator.set_state(self.generator_state.clone())
         return generator
+
+    @property
+    def per_person(self) -> bool:
+        return self.face_generator_states is not None
+
+    def noise_source(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Where the sampler's draws continue: the shared generator, or each face's own."""
+        if self.face_generator_states is None:
+            return randn_like_from(self.generator(), self.draws)
+        generators = []
+        for state in self.face_generator_states:
+            generator = torch.Generator(device="cpu")
+            generator.set_state(state.clone())
+            generators.append(generator)
+        return randn_per_face(generators)
 
 
 def resize_bicubic(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -87,6 +104,24 @@ def randn_like_from(generator: torch.Generator, draws: str = "aligned file") -> 
     return draw
 
 
+def person_generators(seed: int, tracks: list[int]) -> list[torch.Generator]:
+    """One CPU generator per face, seeded from the run's seed and the face's track id: a person
+    gets the same draws in every frame of a clip, two people different ones."""
+    return [torch.Generator(device="cpu").manual_seed((int(seed) + 1_000_003 * (int(track) + 1)) % 2 ** 63) for track in tracks]
+
+
+def randn_per_face(generators: list[torch.Generator]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Draws shaped like a batch, each face's slice from its own generator (NCHW)."""
+
+    def draw(like: torch.Tensor) -> torch.Tensor:
+        if like.shape[0] != len(generators):
+            raise ValueError(f"{like.shape[0]} faces but {len(generators)} noise generators")
+        z = torch.stack([torch.randn(tuple(like.shape[1:]), generator=g, dtype=torch.float32) for g in generators])
+        return z.to(like.device, non_blocking=True)
+
+    return draw
+
+
 def start_generator(seed: int, draws: str = "aligned file") -> torch.Generator:
     """The CPU generator of a DifFace run, where the official one stands after torch.manual_seed(seed)
     and before its first draw."""
@@ -105,9 +140,11 @@ def difface_init(
     seed: int,
     device: torch.device | str = "cpu",
     draws: str = "aligned file",
+    tracks: list[int] | None = None,
 ) -> DiffusionState:
     """crops: IMAGE [B, H, W, C] 0..1. restore: the restorer on [B, 3, S, S] 0..1 (or None).
-    draws: the official invocation whose random draws the seed reproduces (DRAW_CONVENTIONS)."""
+    draws: the official invocation whose random draws the seed reproduces (DRAW_CONVENTIONS).
+    tracks: one track id per crop for the same noise per person (each face its own generator)."""
     if not 1 <= start_step < schedule.num_steps:
         raise ValueError(
             f"start step {start_step} is outside {schedule.respacing}'s 1..{schedule.num_steps - 1}"
@@ -115,7 +152,8 @@ def difface_init(
     y0 = crops_to_tensor(crops, prior_size).to(device)
     estimate = (restore(y0) if restore is not None else y0).clamp(0.0, 1.0)
     generator = start_generator(seed, draws)
-    z = randn_like_from(generator, draws)(estimate)
+    face_generators = person_generators(seed, tracks) if tracks is not None else None
+    z = (randn_per_face(face_generators) if face_generators is not None else randn_like_from(generator, draws))(estimate)
     x = q_sample(schedule, (estimate - 0.5) / 0.5, start_step, z)
     return DiffusionState(
         x=x.cpu(),
@@ -125,6 +163,7 @@ def difface_init(
         crop_size=int(crops.shape[1]),
         estimate=estimate.cpu(),
         draws=draws,
+        face_generator_states=tuple(g.get_state() for g in face_generators) if face_generators is not None else None,
     )
 
 

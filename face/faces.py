@@ -16,6 +16,7 @@ class Face:
     landmarks: 5x2 (x, y): left eye, right eye, nose, left and right mouth corner (image left).
     score: detector confidence in 0..1.
     affine: 2x3 photo -> crop; inverse: 2x3 crop -> photo.
+    track: the person's id through the frames of a clip (FaceTrack), -1 for a single photo.
     """
 
     image_index: int
@@ -24,6 +25,7 @@ class Face:
     score: float
     affine: np.ndarray
     inverse: np.ndarray
+    track: int = -1
 
     @property
     def box_size(self) -> float:
@@ -61,6 +63,11 @@ class FaceSet:
     @property
     def num_images(self) -> int:
         return len(self.image_sizes)
+
+    @property
+    def tracks(self) -> list[int]:
+        """The track id of every face, in face order (-1 where the faces were not tracked)."""
+        return [face.track for face in self.faces]
 
     def faces_of_image(self, image_index: int) -> list[int]:
         """Indices (into `faces`) of the faces found in one photo."""

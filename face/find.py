@@ -52,6 +52,52 @@ def find_faces(
     return make_face_set(faces, crops, crop_size, [(height, width)] * images.shape[0], detector.name)
 
 
+def detect_frames(
+    images: torch.Tensor,
+    detector: FaceDetector,
+    *,
+    min_score: float = 0.5,
+    min_size: float = 0.0,
+    max_faces: int = 0,
+    on_photo: Callable[[int], None] | None = None,
+) -> list[list[Detection]]:
+    """Every frame's detections (filtered as find_faces filters them, no selection), in reading order."""
+    found_all = []
+    height, width = int(images.shape[1]), int(images.shape[2])
+    for start in range(0, images.shape[0], PHOTOS_PER_DETECTION):
+        indices = range(start, min(images.shape[0], start + PHOTOS_PER_DETECTION))
+        found = detector.detect([to_uint8(rgb_view(image_to_numpy(images[i]))) for i in indices])
+        for image_index, detections in zip(indices, found):
+            found_all.append(select_faces(detections, height, width, "all", 0, min_score, min_size, max_faces))
+            if on_photo is not None:
+                on_photo(image_index)
+    return found_all
+
+
+def faces_from_tracks(images: torch.Tensor, tracked_frames: list, crop_size: int = 512, detector_name: str = "tracked",
+                      interpolation: str = "bicubic", antialias: bool = True) -> FaceSet:
+    """A FaceSet of a clip's frames from their tracked faces (face.tracking.TrackedFace per frame).
+
+    Tracked faces are aligned with the least-squares similarity of all five smoothed landmarks: it
+    moves smoothly with them, where LMedS could switch between inlier sets from one frame to the next.
+    """
+    if crop_size not in alignment.CROP_SIZES:
+        raise ValueError(f"crop size {crop_size} is not one of {alignment.CROP_SIZES}")
+    template = alignment.ffhq_template(crop_size)
+    faces, crops = [], []
+    height, width = int(images.shape[1]), int(images.shape[2])
+    for image_index, tracked in enumerate(tracked_frames):
+        if not tracked:
+            continue
+        photo = np.ascontiguousarray(rgb_view(image_to_numpy(images[image_index])))
+        for face in tracked:
+            affine = alignment.similarity_least_squares(face.landmarks, template)
+            crops.append(alignment.warp_to_crop(photo, affine, crop_size, interpolation, antialias))
+            faces.append(Face(image_index, np.asarray(face.box, np.float64), np.asarray(face.landmarks, np.float64), float(face.score),
+                              affine, alignment.invert_affine(affine), int(face.track)))
+    return make_face_set(faces, crops, crop_size, [(height, width)] * images.shape[0], detector_name)
+
+
 def align_face(photo, image_index, detection: Detection, crop_size: int, interpolation="bicubic", antialias=True):
     affine = alignment.estimate_alignment(detection.landmarks, crop_size)
     crop = alignment.warp_to_crop(np.ascontiguousarray(photo), affine, crop_size, interpolation, antialias)

@@ -31,7 +31,7 @@ def draw_detections(photo: np.ndarray, face_set: FaceSet, image_index: int) -> n
         cv2.rectangle(canvas, (x1, y1), point(face.box[2], face.box[3]), (0.1, 1.0, 0.3), thickness)
         for landmark, colour in zip(face.landmarks, LANDMARK_COLOURS):
             cv2.circle(canvas, point(*landmark), thickness + 1, colour, -1)
-        label = f"{number}: {face.score:.2f}"
+        label = f"{number}: {face.score:.2f}" if face.track < 0 else f"person {face.track}"
         font_scale = max(0.4, thickness * 0.45)
         cv2.putText(canvas, label, (x1, max(0, y1 - 3 * thickness)), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0.1, 1.0, 0.3), thickness)
     return canvas

@@ -3,10 +3,13 @@ from .drbfr_nodes import DegradationEncoder, DegradationModelLoader, DRControlNe
 from .diffusion_nodes import DifFaceInit, DR2GuidedSampler, FaceDiffusionLoader
 from .enhancer_nodes import Enhancer, FaceEnhancerLoader
 from .face_nodes import FaceDetect, PasteBack
+from .video_nodes import FaceTemporalBlend, FaceTrack
 
 NODE_CLASS_MAPPINGS = {
     "FaceDetect": FaceDetect,
     "PasteBack": PasteBack,
+    "FaceTrack": FaceTrack,
+    "FaceTemporalBlend": FaceTemporalBlend,
     "FaceDiffusionLoader": FaceDiffusionLoader,
     "DifFaceInit": DifFaceInit,
     "DR2GuidedSampler": DR2GuidedSampler,
@@ -20,6 +23,8 @@ NODE_CLASS_MAPPINGS = {
 NODE_DISPLAY_NAME_MAPPINGS = {
     "FaceDetect": "Face Detect (aligned crops)",
     "PasteBack": "Paste Faces Back",
+    "FaceTrack": "Face Track (video, smoothed)",
+    "FaceTemporalBlend": "Face Temporal Blend (video)",
     "FaceDiffusionLoader": "Load Face Diffusion Prior",
     "DifFaceInit": "DifFace Init (diffused estimate)",
     "DR2GuidedSampler": "DR2 Guided Sampler (DR2 / DifFace)",

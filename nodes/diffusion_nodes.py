@@ -8,17 +8,20 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..diffusion.difface import DRAW_CONVENTIONS, DiffusionState, difface_init, randn_like_from, x0_to_crops
+from ..diffusion.difface import (
+    DRAW_CONVENTIONS, DiffusionState, difface_init, person_generators, randn_like_from, randn_per_face, x0_to_crops,
+)
 from ..diffusion.dr2 import automatic_omega, check_steps, prepare_guide, settings_for_severity
 from ..diffusion.lowpass import LowPass, check_lowpass_factor
 from ..diffusion.samplers import BEST_SPACING, FAST_SAMPLERS, sample_ddim, sample_dr2, sample_fast
 from ..diffusion.schedule import SPACINGS, NoiseLevels, Schedule
+from ..face.faces import FaceSet
 from ..face.image import check_finite, check_image_batch
 from ..models import FACE_DIFFUSION, ModelDescriptor
 from ..models.degradation import Degradation
 from . import runtime
 from .loading import find_weights, load_managed, weights_check
-from .types import CATEGORY_DIFFUSION, DEGRADATION, DIFFUSION_STATE, FACE_DIFFUSION_TYPE, MODEL_FOLDER_OPTION, expect
+from .types import CATEGORY_DIFFUSION, DEGRADATION, DIFFUSION_STATE, FACE_DIFFUSION_TYPE, FACES, MODEL_FOLDER_OPTION, expect
 
 log = logging.getLogger("diffusion_face_restore")
 
@@ -195,16 +198,23 @@ class DifFaceInit:
                     "on how it holds the faces): aligned file = inference_difface.py --aligned on one crop; "
                     "whole photo = a photo with faces (its crops in the same order); aligned folder = --aligned "
                     "on a folder, one batch. Any choice is an equally good random start.")}),
+                "faces": (FACES, {"tooltip": "FaceTrack's (or FaceDetect's) faces of these crops: their track ids, for same_noise_per_person."}),
+                "same_noise_per_person": ("BOOLEAN", {"default": False, "tooltip": (
+                    "Video: each face's draws come from a seed made of this seed and its track id, so one "
+                    "person gets the same noise in every frame (the prior then invents the same detail frame "
+                    "after frame) and the sampler continues them. Needs FaceTrack's faces. Off: one batch draw.")}),
             },
         }
 
-    def init(self, prior, crops, seed, start_step, respacing, official_draws=DRAW_CONVENTIONS[0], restorer=None):
+    def init(self, prior, crops, seed, start_step, respacing, official_draws=DRAW_CONVENTIONS[0], restorer=None,
+             faces=None, same_noise_per_person=False):
         prior = expect(prior, FacePrior, "DifFaceInit's prior", "FaceDiffusionLoader's output")
         crops = check_finite(check_image_batch(crops, "DifFaceInit's crops"), "DifFaceInit's crops")
         schedule = Schedule(respacing)
         restore = restorer_function(restorer, crops.shape[0]) if restorer is not None else None
         with torch.no_grad():
-            state = difface_init(crops, prior.image_size, restore, schedule, start_step, seed, prior.managed.device, official_draws)
+            tracks = person_tracks(faces, crops.shape[0], "DifFaceInit") if same_noise_per_person else None
+            state = difface_init(crops, prior.image_size, restore, schedule, start_step, seed, prior.managed.device, official_draws, tracks)
         estimate = x0_to_crops(state.estimate * 2 - 1, state.crop_size)
         log.info("DifFaceInit: %d face(s) diffused to %s", len(state), schedule.describe(start_step))
         return (state, estimate.to(runtime.output_device()))
@@ -269,11 +279,16 @@ class DR2GuidedSampler:
                 "spacing": (["auto"] + list(SPACINGS), {"default": "auto", "tooltip": (
                     "Where the dpm++ samplers spend their calls between K and 0: auto = the measured best (uniform t "
                     "for dpm++ 2m sde, karras for dpm++ 2m), or evenly in log-SNR, evenly in t, Karras' rho = 7.")}),
+                "faces": (FACES, {"tooltip": "FaceTrack's faces of the guide crops: their track ids, for same_noise_per_person."}),
+                "same_noise_per_person": ("BOOLEAN", {"default": False, "tooltip": (
+                    "Video, DR2 (a guide): each face's draws come from this seed and its track id, so one person gets "
+                    "the same noise in every frame. Needs FaceTrack's faces. With a DifFaceInit state, switch it on "
+                    "there (the state carries each person's noise).")}),
             },
         }
 
     def sample(self, prior, seed, N, tau, omega, eta, respacing, sampler=SAMPLER_CHOICES[0], steps=15, spacing="auto",
-               guide=None, state=None, degradation=None):
+               guide=None, state=None, degradation=None, faces=None, same_noise_per_person=False):
         prior = expect(prior, FacePrior, "DR2GuidedSampler's prior", "FaceDiffusionLoader's output")
         if guide is None and state is None:
             raise ValueError("DR2GuidedSampler needs a guide (the crops, for DR2) or a state (DifFaceInit, for DifFace)")
@@ -302,21 +317,26 @@ class DR2GuidedSampler:
         if batch == 0:
             empty = torch.zeros((0, crop_size, crop_size, 3))
             return (empty, torch.zeros((0, prior.image_size, prior.image_size, 3)))
+        tracks = None
+        if same_noise_per_person:
+            if state is not None and not state.per_person:
+                raise ValueError("same_noise_per_person with a DifFaceInit state: switch it on in DifFaceInit (the state carries the noise)")
+            if state is None:
+                tracks = person_tracks(faces, batch, "DR2GuidedSampler")
         if degradation is not None:
-            x = self._adaptive(prior, seed, guide, state, degradation, schedule)
+            x = self._adaptive(prior, seed, guide, state, degradation, schedule, tracks)
         else:
-            generator = state.generator() if state is not None else torch.Generator().manual_seed(int(seed))
+            noise = state.noise_source() if state is not None else seeded_noise(seed, tracks)
             if sampler == "official":
-                x = self._run(prior, schedule, generator, N, tau, omega, eta, guide, state)
+                x = self._run(prior, schedule, noise, N, tau, omega, eta, guide, state)
             else:
-                x = self._run_fast(prior, schedule, generator, sampler, steps, spacing, eta, state)
+                x = self._run_fast(prior, schedule, noise, sampler, steps, spacing, eta, state)
         device_out = runtime.output_device()
         return (x0_to_crops(x, crop_size).to(device_out), x0_to_crops(x, prior.image_size).to(device_out))
 
-    def _run(self, prior, schedule, generator, N, tau, omega, eta, guide, state) -> torch.Tensor:
+    def _run(self, prior, schedule, noise, N, tau, omega, eta, guide, state) -> torch.Tensor:
         """The reverse process on the device; returns x0 in -1..1 at the prior's size."""
         batch = len(state) if state is not None else guide.shape[0]
-        noise = randn_like_from(generator, state.draws if state is not None else DRAW_CONVENTIONS[0])
         denoise = prior.denoiser(batch)
         device = prior.managed.device
         with torch.no_grad():
@@ -338,11 +358,10 @@ class DR2GuidedSampler:
             progress = runtime.Progress(start - tau_step + 1, "DR2")
             return sample_dr2(denoise, y, schedule, start, tau_step, lowpass, noise, x_start, _progress_callback(progress))
 
-    def _run_fast(self, prior, schedule, generator, sampler, steps, spacing, eta, state) -> torch.Tensor:
+    def _run_fast(self, prior, schedule, noise, sampler, steps, spacing, eta, state) -> torch.Tensor:
         """DifFace's reverse process with a few-step solver from x exactly at K's timestep (no off-by-one)."""
         levels = NoiseLevels()
         ts = levels.timesteps(int(schedule.timestep_map[state.step]), int(steps), BEST_SPACING[sampler] if spacing == "auto" else spacing)
-        noise = randn_like_from(generator, state.draws)
         denoise = prior.denoiser(len(state))
         progress = runtime.Progress(len(ts), sampler)
         log.info("DR2GuidedSampler: %s, %d UNet calls at t = %s", sampler, len(ts), ts)
@@ -350,7 +369,7 @@ class DR2GuidedSampler:
             return sample_fast(sampler, denoise, state.x.to(prior.managed.device), levels, ts, eta, noise,
                                callback=_progress_callback(progress))
 
-    def _adaptive(self, prior, seed, guide, state, degradation, schedule) -> torch.Tensor:
+    def _adaptive(self, prior, seed, guide, state, degradation, schedule, tracks=None) -> torch.Tensor:
         """Degradation-adaptive DR2: (N, tau) per face from its estimated severity, omega from the
         paper's table; faces with the same setting run as one batch, each group seeded with `seed`.
         Returns x0 as _run does."""
@@ -364,12 +383,31 @@ class DR2GuidedSampler:
         for N, tau in sorted(set(settings)):
             members = torch.tensor([i for i, s in enumerate(settings) if s == (N, tau)])
             log.info("adaptive DR2: faces %s with N = %d, tau = %d", members.tolist(), N, tau)
-            generator = torch.Generator().manual_seed(int(seed))
-            part = self._run(prior, schedule, generator, N, tau, 0, 0.0, guide[members], None)
+            noise = seeded_noise(seed, [tracks[i] for i in members.tolist()] if tracks is not None else None)
+            part = self._run(prior, schedule, noise, N, tau, 0, 0.0, guide[members], None)
             if x is None:
                 x = torch.empty((guide.shape[0], *part.shape[1:]), dtype=part.dtype, device=part.device)
             x[members.to(part.device)] = part
         return x
+
+
+def seeded_noise(seed: int, tracks: list[int] | None = None):
+    """The draws of a run seeded with `seed`: one batch generator, or one per person (track ids)."""
+    if tracks is not None:
+        return randn_per_face(person_generators(seed, tracks))
+    return randn_like_from(torch.Generator().manual_seed(int(seed)))
+
+
+def person_tracks(faces, count: int, node: str) -> list[int]:
+    """The track id of each of `count` crops, for the same noise per person."""
+    if faces is None:
+        raise ValueError(f"{node}: same_noise_per_person needs the faces input (FaceTrack's faces of the same crops)")
+    faces = expect(faces, FaceSet, f"{node}'s faces", "faces output of FaceTrack")
+    if len(faces) != count:
+        raise ValueError(f"{node}: {len(faces)} faces but {count} crops: connect the faces the crops came from")
+    if any(track < 0 for track in faces.tracks):
+        raise ValueError(f"{node}: same_noise_per_person needs track ids: connect FaceTrack's faces (FaceDetect does not track)")
+    return faces.tracks
 
 
 def _progress_callback(progress: runtime.Progress):

@@ -136,19 +136,30 @@ class Pipeline:
         self.restorer = load_upscale_model(settings["restorer"]) if "restorer" in settings else None
         self.enhancer = FaceEnhancerLoader().load(settings["enhancer"])[0] if "enhancer" in settings else None
 
-    def __call__(self, photo: torch.Tensor, seed: int) -> torch.Tensor:
+    def detect(self, photo: torch.Tensor):
+        """(faces, crops) of a photo batch, as the workflow's FaceDetect finds them."""
+        faces, crops, _, _ = FaceDetect().detect(photo, **self.settings["detect"])
+        return faces, crops
+
+    def restore(self, photo: torch.Tensor, faces, crops: torch.Tensor, seed: int, same_noise_per_person: bool = False) -> torch.Tensor:
+        """The photos with the given faces restored and pasted back (the workflow's graph after FaceDetect)."""
         s = self.settings
-        faces, crops, _, _ = FaceDetect().detect(photo, **s["detect"])
-        if len(faces.faces) == 0:
-            return photo
         state = None
         if "init" in s:
-            state = DifFaceInit().init(self.prior, crops, seed, restorer=self.restorer, **s["init"])[0]
+            state = DifFaceInit().init(self.prior, crops, seed, restorer=self.restorer, faces=faces,
+                                       same_noise_per_person=same_noise_per_person, **s["init"])[0]
         guide = crops if not self.name.startswith("difface") else None
-        restored, at_prior_size = DR2GuidedSampler().sample(self.prior, seed, guide=guide, state=state, **s["sampler"])
+        restored, at_prior_size = DR2GuidedSampler().sample(self.prior, seed, guide=guide, state=state, faces=faces,
+                                                            same_noise_per_person=same_noise_per_person, **s["sampler"])
         if self.enhancer is not None:
             restored = Enhancer().enhance(at_prior_size, enhancer=self.enhancer, **s["enhance"])[0]
         return PasteBack().paste(photo, faces, restored, **s["paste"])[0]
+
+    def __call__(self, photo: torch.Tensor, seed: int) -> torch.Tensor:
+        faces, crops = self.detect(photo)
+        if len(faces.faces) == 0:
+            return photo
+        return self.restore(photo, faces, crops, seed)
 
 
 def run_folder(pipeline: str, input_dir: str, output_dir: str, seed: int = 0, overrides: dict | None = None, report=print) -> dict:

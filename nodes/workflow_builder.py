@@ -34,6 +34,11 @@ CORE_NODES = {
     "ControlNetLoader": ([], ["control_net_name"], [("CONTROL_NET", "CONTROL_NET")]),
     "VAEEncode": ([("pixels", "IMAGE"), ("vae", "VAE")], [], [("LATENT", "LATENT")]),
     "VAEDecode": ([("samples", "LATENT"), ("vae", "VAE")], [], [("IMAGE", "IMAGE")]),
+    # ComfyUI's video nodes (comfy_extras/nodes_video.py); CreateVideo's fps is a widget fed by a link
+    "LoadVideo": ([], ["file", "upload"], [("VIDEO", "VIDEO")]),
+    "GetVideoComponents": ([("video", "VIDEO")], [], [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")]),
+    "CreateVideo": ([("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT", "widget")], ["fps"], [("VIDEO", "VIDEO")]),
+    "SaveVideo": ([("video", "VIDEO")], ["filename_prefix", "format", "codec"], []),
     "KSampler": (
         [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("latent_image", "LATENT")],
         ["seed", "control_after_generate", "steps", "cfg", "sampler_name", "scheduler", "denoise"],
@@ -132,7 +137,7 @@ def render(workflow: Workflow) -> dict:
         src_outputs = node_signature(nodes_by_id[src].type)[2]
         dst_inputs = node_signature(nodes_by_id[dst].type)[0]
         out_slot = [name for name, _ in src_outputs].index(out_name)
-        in_slot = [name for name, _ in dst_inputs].index(in_name)
+        in_slot = [socket[0] for socket in dst_inputs].index(in_name)
         kind = src_outputs[out_slot][1]
         if dst_inputs[in_slot][1] != kind:
             raise ValueError(f"{workflow.name}: link {out_name} ({kind}) -> {in_name} ({dst_inputs[in_slot][1]})")
@@ -159,7 +164,9 @@ def render(workflow: Workflow) -> dict:
             "order": order,
             "mode": 0,
             "inputs": [
-                {"name": name, "type": kind, "link": inputs.get((node.id, slot))} for slot, (name, kind) in enumerate(sockets)
+                {"name": socket[0], "type": socket[1], "link": inputs.get((node.id, slot)),
+                 **({"widget": {"name": socket[0]}} if len(socket) > 2 else {})}
+                for slot, socket in enumerate(sockets)
             ],
             "outputs": [
                 {"name": name, "type": kind, "links": outputs.get((node.id, slot)), "slot_index": slot}
@@ -484,7 +491,68 @@ def dr_bfr_workflow() -> Workflow:
 
 DR_BFR = dr_bfr_workflow()
 
-WORKFLOWS = [FACE_CROP_PASTE, DIFFACE, DIFFACE_FAST, DIFFACE_X2, DR2, DR2_P2, HYBRID, DR_BFR]
+VIDEO_DR2_NAME = "Video restoration with DR2 - tracked faces, no flicker"
+VIDEO_DR2_NOTE = (
+    "Every face of a clip, restored with DR2 without flicker: Load Video -> Get Video Components (frames, "
+    "audio, fps) -> FaceTrack -> DR2GuidedSampler -> Enhancer (SPARNetHD) -> PasteBack -> Create Video (the "
+    "audio passes through) -> Save Video.\n\n"
+    "FaceTrack follows each person through the frames (one id per person, gaps of up to max_gap frames "
+    "bridged) and smooths the landmarks with a zero-lag forward-backward Kalman smoother (smoothing 0.5), so "
+    "crops and paste masks stop jittering. DR2GuidedSampler draws each person's noise from the seed and "
+    "their id (same_noise_per_person on), so the prior invents the same detail in every frame. DR2 runs on "
+    "respacing 25 (6 UNet calls per face and frame; on the exact reference its outputs match the 100-step "
+    "loop's).\n\n"
+    "Knobs: FaceTrack smoothing (0 = per-frame detection), max_gap; DR2's N and tau. FaceTemporalBlend is "
+    "not in this graph: once the noise is shared it removes little flicker, and on a real clip it smears "
+    "motion (3.4 grey levels at strength 0.3; see the README's Video section).\n\n"
+    "Memory: the whole clip is one IMAGE batch in ComfyUI; for long clips use 'python dfr.py batch dr2 "
+    "clip.mp4 out.mp4' (chunks, resumable).\n\n"
+    "Weights: as 'DR2 restoration' (DR2_FFHQ.pkl, SPARNetHD_FFHQ_DR2aug.pth on Baidu; see the README), "
+    "detection_Resnet50_Final.pth."
+)
+
+
+def video_dr2_workflow() -> Workflow:
+    name = VIDEO_DR2_NAME
+    return Workflow(
+        name=name,
+        nodes=[
+            Node(1, "LoadVideo", (column(0), 20), {"file": "clip.mp4", "upload": "image"}, (WIDTH, 360)),
+            Node(2, "GetVideoComponents", (column(1), 20), {}, (WIDTH, 90)),
+            Node(3, "FaceTrack", (column(1), 150), {"detector": "retinaface_resnet50"}, (WIDTH, 300)),
+            Node(4, "FaceDiffusionLoader", (column(1), 500), {"model_name": "DR2_FFHQ.pkl"}, (WIDTH, 130)),
+            Node(5, "DR2GuidedSampler", (column(2), 20), {"N": 4, "tau": 22, "respacing": "25", "same_noise_per_person": True},
+                 (WIDTH, 430)),
+            Node(6, "FaceEnhancerLoader", (column(2), 500), {"model_name": "SPARNetHD_FFHQ_DR2aug.pth"}, (WIDTH, 80)),
+            Node(7, "Enhancer", (column(3), 20), {}, (WIDTH, 170)),
+            Node(8, "PasteBack", (column(3), 240), {}, (WIDTH, 300)),
+            Node(9, "CreateVideo", (column(4), 20), {"fps": 30.0}, (WIDTH, 100)),
+            Node(10, "SaveVideo", (column(4), 170), {"filename_prefix": "video/restored", "format": "auto", "codec": "auto"}, (WIDTH, 400)),
+            Node(11, "Note", (column(0), 430), {"text": with_fetch_note(VIDEO_DR2_NOTE, name)}, (WIDTH, 640)),
+        ],
+        links=[
+            (1, "VIDEO", 2, "video"),
+            (2, "images", 3, "images"),
+            (3, "crops", 5, "guide"),
+            (3, "faces", 5, "faces"),
+            (4, "prior", 5, "prior"),
+            (5, "faces_prior_size", 7, "crops"),
+            (6, "enhancer", 7, "enhancer"),
+            (2, "images", 8, "image"),
+            (3, "faces", 8, "faces"),
+            (7, "faces", 8, "restored_crops"),
+            (8, "image", 9, "images"),
+            (2, "audio", 9, "audio"),
+            (2, "fps", 9, "fps"),
+            (9, "VIDEO", 10, "video"),
+        ],
+        models=["DR2_FFHQ.pkl", "SPARNetHD_FFHQ_DR2aug.pth", "detection_Resnet50_Final.pth"],
+    )
+
+
+VIDEO_DR2 = video_dr2_workflow()
+
+WORKFLOWS = [FACE_CROP_PASTE, DIFFACE, DIFFACE_FAST, DIFFACE_X2, DR2, DR2_P2, HYBRID, DR_BFR, VIDEO_DR2]
 
 
 def workflow_text(workflow: Workflow) -> str:

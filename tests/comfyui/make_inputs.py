@@ -16,6 +16,23 @@ import torch
 from PIL import Image
 
 
+def clip_frames(folder: str, frames: int = 8, size: int = 256):
+    """A short clip of a real photo along a known camera path (noise, JPEG), as PNG frames; make_clip.py
+    encodes them with a sound track (PyAV, in ComfyUI's environment)."""
+    import skimage.data
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    from pack_import import import_pack
+
+    import_pack()
+    from diffusion_face_restore.degradations.camera_path import camera_path, render_clip
+
+    photo = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((size, size), Image.LANCZOS))
+    os.makedirs(folder, exist_ok=True)
+    for index, frame in enumerate(render_clip(photo, camera_path(frames, (size, size)), noise=4, jpeg=80, seed=0)):
+        Image.fromarray((frame.numpy() * 255).round().astype(np.uint8)).save(os.path.join(folder, f"{index:03d}.png"))
+
+
 def main(out_dir: str):
     import skimage.data
     from facexlib.detection.retinaface import RetinaFace
@@ -24,6 +41,7 @@ def main(out_dir: str):
     os.makedirs(os.path.join(out_dir, "models", "facedetection"), exist_ok=True)
     Image.fromarray(skimage.data.astronaut()).save(os.path.join(out_dir, "example.png"))
     Image.fromarray(np.full((300, 400, 3), 128, np.uint8)).save(os.path.join(out_dir, "no_face.png"))
+    clip_frames(os.path.join(out_dir, "clip_frames"))
     torch.manual_seed(0)
     detector = RetinaFace(network_name="mobile0.25", half=False, device="cpu")
     torch.save({"module." + k: v for k, v in detector.state_dict().items()},

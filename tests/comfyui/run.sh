@@ -23,6 +23,8 @@ pack="$out/pack/diffusion-face-restore"
 rm -rf "$out/pack" && mkdir -p "$pack"
 (cd "$checkout" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf -) | tar -xf - -C "$pack"
 "$python" "$here/make_inputs.py" "$out/inputs"
+# the video check's clip: a real photo along a known camera path, with a sound track (PyAV)
+"$comfy_python" "$here/make_clip.py" "$out/inputs/clip_frames" "$out/inputs/clip.mp4"
 # DR-BFR: SD1.5-architecture model, our exported ControlNet and DRM bundle (random weights); the
 # single-file checkpoint is written by ComfyUI's own code, with the Python that runs ComfyUI
 "$python" "$here/make_drbfr_models.py" "$out/inputs"
@@ -36,14 +38,28 @@ for workflow in "$pack"/workflows/*.json; do
   case "$(basename "$workflow")" in DR-BFR*) ;; *) workflows+=(--ui-workflow "$workflow") ;; esac
 done
 python3 "$harness/comfy_run.py" --pack "$pack" \
-  --nodes FaceDetect,PasteBack,FaceDiffusionLoader,DifFaceInit,DR2GuidedSampler,FaceEnhancerLoader,Enhancer,DegradationModelLoader,DegradationEncoder,DR-ControlNetApply \
-  --input "$out/inputs/example.png" --input "$out/inputs/no_face.png" \
+  --nodes FaceDetect,FaceTrack,FaceTemporalBlend,PasteBack,FaceDiffusionLoader,DifFaceInit,DR2GuidedSampler,FaceEnhancerLoader,Enhancer,DegradationModelLoader,DegradationEncoder,DR-ControlNetApply \
+  --input "$out/inputs/example.png" --input "$out/inputs/no_face.png" --input "$out/inputs/clip.mp4" \
   --models-dir "$out/inputs/models" \
   --prompt "$here/face_pipeline_api.json" --prompt "$here/no_face_api.json" \
   --prompt "$here/retinaface_parsing_api.json" --prompt "$here/difface_api.json" --prompt "$here/difface_fast_api.json" \
   --prompt "$here/dr2_hybrid_api.json" \
-  --prompt "$here/dr_bfr_api.json" \
+  --prompt "$here/dr_bfr_api.json" --prompt "$here/video_dr2_api.json" \
   "${workflows[@]}" --out "$out/results" --summary "$out/results/summary.json"
+# the restored clip keeps the input's frame count, size, fps and sound
+"$comfy_python" - "$out/results" "$out/inputs/clip.mp4" <<'PY'
+import glob, sys, av
+def describe(path):
+    with av.open(path) as container:
+        video = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(video=0))
+        return frames, (video.width, video.height), float(video.average_rate), len(container.streams.audio)
+saved = glob.glob(f"{sys.argv[1]}/prompt_video_dr2_api_outputs/*.mp4")
+assert len(saved) == 1, saved
+source, result = describe(sys.argv[2]), describe(saved[0])
+assert result == source and result[3] == 1, (source, result)
+print("video restored: frames, size, fps and sound as the input's:", result)
+PY
 python3 "$harness/comfy_run.py" --pack "$pack" --input "$out/inputs/example.png" --models-dir "$out/inputs/models" \
   --ui-workflow "$pack/workflows/DR-BFR restoration with your trained ControlNet.json" --no-queue \
   --out "$out/results_dr_bfr_ui" --summary "$out/results_dr_bfr_ui/summary.json"

@@ -1,0 +1,121 @@
+"""FaceTrack and FaceTemporalBlend: restoring the faces of a clip (an IMAGE batch of frames)."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from ..face.find import detect_frames, faces_from_tracks
+from ..face.image import check_finite, check_image_batch, image_to_numpy, rgb_view
+from ..face.preview import draw_detections, no_face_placeholder
+from ..face.temporal import blend_along_tracks
+from ..face.tracking import link_tracks, smooth_tracks
+from . import runtime
+from .face_nodes import CROP_SIZE_CHOICES, DETECTOR_CHOICES, FaceDetect, expect_faces, make_detector
+from .types import CATEGORY_FACES, FACES
+
+log = logging.getLogger("diffusion_face_restore")
+
+TRACKING_DETECTORS = [d for d in DETECTOR_CHOICES if d != "aligned input"]
+
+
+class FaceTrack:
+    DESCRIPTION = (
+        "FaceDetect for a clip: the frames of an IMAGE batch (e.g. Get Video Components' images) are searched "
+        "for faces, the faces are linked into tracks (one id per person, short gaps bridged), and each track's "
+        "landmarks are smoothed over time with a zero-lag forward-backward Kalman smoother, so the alignment, "
+        "the crops and the paste mask stop jittering. Outputs the same FACES as FaceDetect (with track ids): "
+        "DifFaceInit, DR2GuidedSampler, Enhancer and PasteBack work unchanged."
+    )
+    CATEGORY = CATEGORY_FACES
+    FUNCTION = "track"
+    RETURN_TYPES = (FACES, "IMAGE", "IMAGE", "INT")
+    RETURN_NAMES = ("faces", "crops", "preview", "count")
+    OUTPUT_TOOLTIPS = (
+        "The faces of every frame with their track ids; connect to PasteBack (and to the samplers' faces input "
+        "for the same noise per person).",
+        "The aligned crops, frame by frame, left to right within a frame (smoothed alignment).",
+        "The frames with boxes, landmarks and person numbers drawn.",
+        "How many faces in all frames together.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        detect = FaceDetect.INPUT_TYPES()["required"]
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "The frames of a clip, in order (an IMAGE batch)."}),
+                "detector": (TRACKING_DETECTORS, detect["detector"][1]),
+                "crop_size": (CROP_SIZE_CHOICES, detect["crop_size"][1]),
+                "min_confidence": detect["min_confidence"],
+                "min_face_size": detect["min_face_size"],
+                "max_faces": (detect["max_faces"][0], {**detect["max_faces"][1], "tooltip": (
+                    "Keep at most this many faces per frame, the largest ones (0 = no limit).")}),
+                "smoothing": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": (
+                    "How strongly the landmarks are smoothed over time (0 = not at all, gaps still bridged). "
+                    "Zero lag: the smoother runs forward and backward through the clip. A face that does not "
+                    "move is never moved.")}),
+                "max_gap": ("INT", {"default": 5, "min": 0, "max": 120, "tooltip": (
+                    "Frames a face may go undetected and keep its id (the gap is filled from the track). A face "
+                    "away longer comes back as a new person.")}),
+                "min_track_length": ("INT", {"default": 3, "min": 1, "max": 1000, "tooltip": (
+                    "Drop tracks detected in fewer frames than this (one-frame false alarms).")}),
+            }
+        }
+
+    VALIDATE_INPUTS = FaceDetect.VALIDATE_INPUTS
+
+    def track(self, images, detector, crop_size, min_confidence, min_face_size, max_faces, smoothing, max_gap, min_track_length):
+        images = check_finite(check_image_batch(images, "FaceTrack's images", allow_empty=False), "FaceTrack's images")
+        progress = runtime.Progress(images.shape[0], "FaceTrack")
+
+        def frame_done(_):
+            progress.update()
+            runtime.check_cancel()
+
+        detections = detect_frames(images, make_detector(detector, min_confidence), min_score=min_confidence,
+                                   min_size=min_face_size, max_faces=max_faces, on_photo=frame_done)
+        tracked = smooth_tracks(link_tracks(detections, max_gap), images.shape[0], smoothing, min_track_length)
+        face_set = faces_from_tracks(images, tracked, int(crop_size), f"{detector}, tracked")
+        log.info("FaceTrack: %s, %d person(s)", face_set.describe(), len(set(face_set.tracks)))
+        previews = [draw_detections(rgb_view(image_to_numpy(images[i])), face_set, i) for i in range(images.shape[0])]
+        device = runtime.output_device()
+        crops = face_set.crops if len(face_set) else torch.from_numpy(no_face_placeholder(int(crop_size)))[None]
+        return (face_set, crops.to(device), torch.from_numpy(np.stack(previews)).to(device), len(face_set))
+
+
+class FaceTemporalBlend:
+    DESCRIPTION = (
+        "Evens out what a restorer changes from frame to frame: each person's restored crops (aligned, so the "
+        "face sits still in them) are blended with their previous frame's, a short recursive average along the "
+        "track. Off (0) by default: it trades flicker for motion blur on the moving parts of a face (mouth, "
+        "eyes); see the README's measurements."
+    )
+    CATEGORY = CATEGORY_FACES
+    FUNCTION = "blend"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("crops",)
+    OUTPUT_TOOLTIPS = ("The blended crops, in the same order, for PasteBack.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "restored_crops": ("IMAGE", {"tooltip": "The restored crops of FaceTrack's faces (one per face, same order)."}),
+                "faces": (FACES, {"tooltip": "FaceTrack's faces: which crops belong to which person and frame."}),
+                "strength": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.95, "step": 0.05, "tooltip": (
+                    "Weight of the previous frame in the recursive blend (0 = off). 0.3 halves frame-to-frame "
+                    "changes that are noise, and blurs fast expressions a little.")}),
+            }
+        }
+
+    def blend(self, restored_crops, faces, strength):
+        faces = expect_faces(faces)
+        crops = check_finite(check_image_batch(restored_crops, "restored_crops"), "FaceTemporalBlend's restored_crops")
+        if crops.shape[0] != len(faces):
+            raise ValueError(f"FaceTemporalBlend got {crops.shape[0]} crops for {len(faces)} faces: connect the crops of these faces")
+        if strength <= 0 or len(faces) == 0:
+            return (crops,)
+        blended = blend_along_tracks(crops.detach().cpu().float(), [(f.image_index, f.track) for f in faces.faces], float(strength))
+        return (blended.to(runtime.output_device()),)
