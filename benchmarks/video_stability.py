@@ -10,11 +10,15 @@ long clip.
   divided by the input's (1 = as steady as the input), with an identity restorer (crops pasted back
   unchanged) and with DR2's sampler (the reduced official-layout test network of ../shared/golden,
   respacing 25) drawing independent noise per frame or the same noise per person, with and without
-  FaceTemporalBlend;
+  FaceTemporalBlend; and, since a random-weight network is no denoiser, the same on the exact
+  reference prior (a Gaussian mixture fitted to real faces) for DR2 and DifFace's fast sampler, on
+  a moving real clip and on a still face with fresh noise per frame;
+- FaceTemporalBlend's cost: with the identity restorer on a real clip, how far it moves the face
+  region from the input (after a low-pass that ignores grain);
 - memory: peak resident memory of `dfr.py batch`'s video path (identity restorer) on 60 and 300
   frames (each in a fresh process).
 
-    python benchmarks/video_stability.py [--frames 90] [--skip-memory]
+    python benchmarks/video_stability.py [--frames 90] [--skip-memory] [--only-exact | --only-blend-cost]
 """
 from __future__ import annotations
 

@@ -67,13 +67,27 @@ def test_init_matches_the_official_transition_and_draws(prior, swinir):
     assert estimate.shape == (1, 512, 512, 3)
 
 
+def network_rounding(prior) -> float:
+    """How far one UNet call here is from the golden run's on the golden's own first input: the
+    platform's convolution rounding (1.7e-6 on the machine the bound below was first set on, 3.4e-6
+    on an AVX2-only AMD EPYC), which 100 chaotic steps amplify about 45-fold."""
+    x_in, outputs = golden(CASE, "ddim_x_in_first3_last.npy"), golden(CASE, "unet_out_first3_last.npy")
+    timestep = int(golden(CASE, "unet_timesteps.npy").reshape(-1)[0])
+    with torch.no_grad():
+        out = prior.denoiser(1)(torch.from_numpy(x_in[0]), timestep).cpu()
+    return float((out[:, :3] - torch.from_numpy(outputs[0][:, :3])).abs().max())
+
+
 def test_difface_sampling_equals_the_official_output(prior, swinir):
+    rounding = network_rounding(prior)
+    assert rounding <= 1e-5, f"one UNet call differs from the official one by {rounding:.2e}: not rounding any more"
     state, _ = DifFaceInit().init(prior, golden_crops(), SEED, 100, "ddim250", restorer=swinir)
     faces, native = DR2GuidedSampler().sample(prior, 0, 4, 22, 0, 0.5, "auto", state=state)
     error = float(np.abs(faces.permute(0, 3, 1, 2).numpy() - golden(CASE, "sample.npy")).max())
-    # measured 8.0e-5: the network's platform difference amplified by 100 steps (the official UNet
-    # code run here gives the same); the update itself is exact (the bit-for-bit test below)
-    assert error <= 1e-4, f"DifFace differs from the official sampling by {error:.2e}"
+    # the network's platform rounding amplified by 100 steps (8.0e-5 from 1.7e-6 on one machine,
+    # 1.45e-4 from 3.4e-6 on another; the official UNet code run on the same machine gives the same);
+    # the update itself is exact (the bit-for-bit test below). 60x: 1e-4 on the first machine.
+    assert error <= 60 * rounding, f"DifFace differs from the official sampling by {error:.2e} (network rounding {rounding:.2e})"
     assert native.shape == (1, 128, 128, 3)
     from PIL import Image
 
@@ -151,9 +165,10 @@ def test_official_draw_orders_of_photos_and_folders(prior, aligned_faces, draws,
 def test_each_ddim_step_is_the_official_update_bit_for_bit():
     """Fed the official run's own x, network output and noise, one step gives its next x exactly.
 
-    This pins the update op for op; the end-to-end residual (~8e-5 after 100 steps here) is the
-    network's: the official UNet code run on this machine is bit-identical to ours and differs from
-    the golden run's (another machine's) by ~1.7e-6 per call.
+    This pins the update op for op; the end-to-end residual (8e-5 to 1.5e-4 after 100 steps,
+    by machine) is the network's: the official UNet code run on the same machine is bit-identical
+    to ours and differs from the golden run's (another machine's) by its rounding, 1.7e-6 to 3.4e-6
+    per call (network_rounding).
     """
     from diffusion_face_restore.diffusion.samplers import ddim_step
 

@@ -60,7 +60,9 @@ def test_reduced_sparnet_equals_the_official_forward():
     model = load_model(golden_path("checkpoints", "dr2", "reduced", "SPARNet_reduced.pth")).module
     with torch.no_grad():
         for inputs, outputs in [("sr_in.npy", "sr_out.npy"), ("sr_in_legacy_tv.npy", "sr_out_legacy_tv.npy")]:
-            np.testing.assert_allclose(model(torch.from_numpy(golden(CASE, inputs))).numpy(), golden(CASE, outputs), atol=1e-5)
+            # float32 rounding accumulated through a deep conv stack (outputs up to |2.8|), the platform's:
+            # within 1e-5 on one machine, 1.5e-5 on an AVX2-only AMD EPYC, anywhere in the image
+            np.testing.assert_allclose(model(torch.from_numpy(golden(CASE, inputs))).numpy(), golden(CASE, outputs), atol=2e-5)
 
 
 @pytest.mark.parametrize("resize,expected", [("bicubic antialias", "sr_out.npy"), ("bicubic legacy", "sr_out_legacy_tv.npy")])
