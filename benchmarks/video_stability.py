@@ -12,7 +12,8 @@ long clip.
   respacing 25) drawing independent noise per frame or the same noise per person, with and without
   FaceTemporalBlend; and, since a random-weight network is no denoiser, the same on the exact
   reference prior (a Gaussian mixture fitted to real faces) for DR2 and DifFace's fast sampler, on
-  a moving real clip and on a still face with fresh noise per frame;
+  a moving real clip and on a still face with fresh noise per frame, also in aligned space (each
+  person's restored crop against the input crop, frame to frame: the motion taken out);
 - FaceTemporalBlend's cost: with the identity restorer on a real clip, how far it moves the face
   region from the input (after a low-pass that ignores grain);
 - memory: peak resident memory of `dfr.py batch`'s video path (identity restorer) on 60 and 300
@@ -219,7 +220,7 @@ def exact_prior_flicker(clip: torch.Tensor, detector, size: int = 64):
     identity = measured(x0_to_crops(y, 512))
     schedule = Schedule("25")
     alpha, sigma, _ = levels.alpha_sigma_lambda(400)
-    rows = [["identity (the crops at 64 px, pasted)", "-", f"{identity:.3f}", "0"]]
+    rows = [["identity (the crops at 64 px, pasted)", "-", f"{identity:.3f}", "0", "1"]]
     for same in (False, True):
         def noise():
             return randn_per_face(person_generators(7, faces.tracks)) if same else randn_like_from(torch.Generator().manual_seed(7))
@@ -231,8 +232,18 @@ def exact_prior_flicker(clip: torch.Tensor, detector, size: int = 64):
         label = "same noise per person" if same else "independent noise"
         for name, x0 in (("DR2 (N 4, tau 22)", dr2), ("DifFace fast (15 calls)", difface)):
             value = measured(x0_to_crops(x0.clamp(-1, 1), 512))
-            rows.append([name, label, f"{value:.3f}", f"{value - identity:+.3f}"])
+            rows.append([name, label, f"{value:.3f}", f"{value - identity:+.3f}", f"{aligned_flicker(x0.clamp(-1, 1), y, faces):.3f}"])
     return rows
+
+
+def aligned_flicker(restored: torch.Tensor, degraded: torch.Tensor, faces) -> float:
+    """Flicker in aligned space, where the tracked crop follows the head, so the motion itself is
+    taken out: the mean change of each person's restored crop from one frame to the next, divided by
+    the same for the input crops (1 = as steady as the input crops)."""
+    where = {(face.image_index, face.track): i for i, face in enumerate(faces.faces) if face.track >= 0}
+    pairs = [(i, where[(frame + 1, track)]) for (frame, track), i in where.items() if (frame + 1, track) in where]
+    now, after = torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
+    return float((restored[after] - restored[now]).abs().sum() / (degraded[after] - degraded[now]).abs().sum())
 
 
 def reduced_dr2_prior():
@@ -289,7 +300,7 @@ def print_exact_flicker(detector):
     moving = read_video(path, 60)
     first = (moving[0].numpy() * 255).round().astype(np.uint8)
     still = render_clip(first, np.repeat(np.array([[[1.0, 0, 0], [0, 1.0, 0]]]), 30, 0), noise=4, jpeg=80, seed=1)
-    header = ["restorer", "noise", "flicker", "added by the restorer"]
+    header = ["restorer", "noise", "flicker", "added by the restorer", "flicker in aligned space"]
     table("Flicker on the exact reference prior: real_2.mp4, 60 frames (fast head motion), FaceTrack",
           header, exact_prior_flicker(moving, detector))
     table("Flicker on the exact reference prior: real_2.mp4's first frame held still for 30 frames (fresh noise 4 and JPEG 80 per frame)",
