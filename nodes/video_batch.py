@@ -6,13 +6,14 @@
     2. restoration, chunk by chunk (`chunk_frames` frames in memory at a time): the chunk's faces are
        cut from the smoothed tracks, restored with the same noise per person (its track id), pasted
        back, and the frames written to OUTPUT.work/chunk_NNNNN/ with a marker when complete;
-    3. the frames are encoded into OUTPUT (OpenCV, the input's fps and size) under a temporary name
-       and renamed; the work folder is removed.
-An interrupted run resumes: the tracks and every finished chunk are kept. OpenCV writes no audio:
-the ComfyUI workflow carries the sound through (Get Video Components -> Create Video).
+    3. the frames are encoded into OUTPUT (OpenCV, the input's fps and size) under a temporary name;
+       the input's sound is copied beside them unchanged (PyAV, which ComfyUI installs), and the
+       file renamed; the work folder is removed.
+An interrupted run resumes: the tracks and every finished chunk are kept.
 """
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import shutil
@@ -137,16 +138,17 @@ def run_video(pipeline: str, input_path: str, output_path: str, seed: int = 0, o
         open(os.path.join(folder, DONE), "w").close()
         progress.update(frames.shape[0], f"chunk {chunks}")
         runtime.check_cancel()
-    encode_frames(work, output_path, info)
+    encode_frames(work, output_path, info, input_path, report)
     shutil.rmtree(work)
     return {"frames": len(tracked), "chunks": chunks, "resumed_chunks": resumed}
 
 
-def encode_frames(work: str, output_path: str, info: dict):
-    """Every chunk's frames, in order, into output_path (written under a temporary name, then renamed)."""
+def encode_frames(work: str, output_path: str, info: dict, input_path: str, report=print):
+    """Every chunk's frames, in order, into output_path with the input's sound (written under
+    temporary names, then renamed)."""
     base, extension = os.path.splitext(output_path)
-    temporary = f"{base}.partial{extension or '.mp4'}"
-    writer = cv2.VideoWriter(temporary, cv2.VideoWriter_fourcc(*"mp4v"), info["fps"], (info["width"], info["height"]))
+    silent = f"{base}.partial{extension or '.mp4'}"
+    writer = cv2.VideoWriter(silent, cv2.VideoWriter_fourcc(*"mp4v"), info["fps"], (info["width"], info["height"]))
     if not writer.isOpened():
         raise ValueError(f"OpenCV cannot write {output_path} (try an .mp4 name)")
     try:
@@ -155,4 +157,47 @@ def encode_frames(work: str, output_path: str, info: dict):
                 writer.write(cv2.imread(os.path.join(work, folder, name)))
     finally:
         writer.release()
-    os.replace(temporary, output_path)
+    with_sound = f"{base}.partial-sound{extension or '.mp4'}"
+    if copy_sound(input_path, silent, with_sound, report):
+        os.replace(with_sound, output_path)
+        os.remove(silent)
+    else:
+        os.replace(silent, output_path)
+
+
+def copy_sound(source: str, silent: str, output: str, report=print) -> bool:
+    """Write output: silent's video stream and source's audio streams, both copied packet by packet
+    (no re-encoding, bounded memory). False, with output not left behind, where the source has no
+    sound or it cannot be copied (PyAV missing, a codec the output's container cannot hold)."""
+    try:
+        import av
+    except ImportError:
+        report("if the clip has sound, it was not copied: that needs PyAV (ComfyUI's Python has it; or `pip install av`), "
+               f"or afterwards: ffmpeg -i RESTORED -i {source} -map 0:v -map 1:a? -c copy OUT")
+        return False
+    try:
+        with av.open(source) as original:
+            sounds = list(original.streams.audio)
+            if not sounds:
+                return False
+            with av.open(silent) as picture, av.open(output, "w") as out:
+                video = picture.streams.video[0]
+                streams = {("video", video.index): out.add_stream_from_template(video)}
+                streams.update({("audio", s.index): out.add_stream_from_template(s) for s in sounds})
+
+                def timed(kind, packets):
+                    for packet in packets:
+                        if packet.dts is not None:  # None marks a demuxer's end of stream
+                            yield float(packet.dts * packet.time_base), kind, packet
+
+                # the two files' packets interleaved by time, as a muxer expects them
+                for _, kind, packet in heapq.merge(timed("video", picture.demux(video)), timed("audio", original.demux(*sounds)),
+                                                   key=lambda item: item[0]):
+                    packet.stream = streams[(kind, packet.stream.index)]
+                    out.mux(packet)
+        return True
+    except (av.error.FFmpegError, ValueError) as error:
+        report(f"the sound was not copied ({error}); the video is written without it")
+        if os.path.exists(output):
+            os.remove(output)
+        return False

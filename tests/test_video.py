@@ -136,38 +136,47 @@ def write_clip(path: str, clip: torch.Tensor, fps: float):
     writer.release()
 
 
-def test_headless_video_round_trip_keeps_frames_size_and_fps_and_resumes(tmp_path, astronaut, monkeypatch):
-    from diffusion_face_restore.nodes import headless, video_batch
+@pytest.fixture
+def identity_pipeline(monkeypatch):
+    """The dr2 pipeline with an identity restorer (its crops pasted back as they are) under the name
+    "identity"; reading, tracking, chunking, resuming and encoding are the real ones. Returns its
+    state: "chunks", the frame count of every chunk restored, and "interrupt_at", the chunk number
+    (1-based) in which the user stops the run (KeyboardInterrupt), or None."""
+    from diffusion_face_restore.nodes import headless
     from diffusion_face_restore.nodes.face_nodes import PasteBack
     from diffusion_face_restore.nodes.headless import PIPELINES
 
-    clip = render_clip(astronaut[:320, 96:416], camera_path(30, (320, 320)), noise=3, seed=1)
-    source = str(tmp_path / "clip.mp4")
-    write_clip(source, clip, 20.0)
-    # the pipeline with an identity restorer (its crops pasted back as they are); reading, tracking,
-    # chunking, resuming and encoding are the real ones
     monkeypatch.setitem(PIPELINES, "identity", {**PIPELINES["dr2"], "detect": {**PIPELINES["dr2"]["detect"], "detector": HAAR}})
     monkeypatch.setattr(headless, "missing_weights", lambda settings: [])
     monkeypatch.setattr(headless.FaceDiffusionLoader, "load", lambda self, *a, **k: (None,))
     monkeypatch.setattr(headless.FaceEnhancerLoader, "load", lambda self, *a, **k: (None,))
-    restored_chunks = []
+    state = {"chunks": [], "interrupt_at": None}
 
     def identity(self, photo, faces, crops, seed, same_noise_per_person=False):
-        restored_chunks.append(photo.shape[0])
-        if len(restored_chunks) == 2 and interrupt[0]:
-            raise KeyboardInterrupt  # the user stops the run in its second chunk
+        state["chunks"].append(photo.shape[0])
+        if len(state["chunks"]) == state["interrupt_at"]:
+            raise KeyboardInterrupt
         return PasteBack().paste(photo, faces, crops, 1.0, "none", "none", False, 0.1, 0.1)[0]
 
-    interrupt = [True]
     monkeypatch.setattr(headless.Pipeline, "restore", identity)
+    return state
+
+
+def test_headless_video_round_trip_keeps_frames_size_and_fps_and_resumes(tmp_path, astronaut, identity_pipeline):
+    from diffusion_face_restore.nodes import video_batch
+
+    clip = render_clip(astronaut[:320, 96:416], camera_path(30, (320, 320)), noise=3, seed=1)
+    source = str(tmp_path / "clip.mp4")
+    write_clip(source, clip, 20.0)
     target = str(tmp_path / "restored.mp4")
+    identity_pipeline["interrupt_at"] = 2  # the user stops the run in its second chunk
     with pytest.raises(KeyboardInterrupt):
         video_batch.run_video("identity", source, target, chunk_frames=12)
     assert not os.path.exists(target) and os.path.exists(target + ".work/chunk_00000/complete")
-    interrupt[0] = False
+    identity_pipeline["interrupt_at"] = None
     result = video_batch.run_video("identity", source, target, chunk_frames=12)
     assert result == {"frames": 30, "chunks": 3, "resumed_chunks": 1}
-    assert restored_chunks == [12, 12, 12, 6], "the finished chunk is not restored again"
+    assert identity_pipeline["chunks"] == [12, 12, 12, 6], "the finished chunk is not restored again"
     made, original = video_batch.video_info(target), video_batch.video_info(source)
     assert (made["frames"], made["width"], made["height"]) == (30, 320, 320) and made["fps"] == pytest.approx(original["fps"])
     assert not os.path.exists(target + ".work")
@@ -179,3 +188,38 @@ def test_headless_video_round_trip_keeps_frames_size_and_fps_and_resumes(tmp_pat
     codec_loss = float(np.abs(np.stack([f for _, c in video_batch.read_chunks(reencoded, 30) for f in c]) - decoded).mean() * 255)
     difference = float(np.abs(made_frames - decoded).mean() * 255)
     assert difference < codec_loss + 0.5, f"the identity round trip changed the clip by {difference:.2f} grey levels (encoder: {codec_loss:.2f})"
+
+
+def packets_of(path: str, kind: str) -> list[bytes]:
+    import av
+
+    with av.open(path) as container:
+        streams = getattr(container.streams, kind)
+        return [bytes(p) for p in container.demux(*streams) if p.dts is not None] if streams else []  # demux() of none = all
+
+
+def test_headless_video_keeps_the_sound_copied_or_says_why_not(tmp_path, astronaut, identity_pipeline):
+    import sys
+
+    from diffusion_face_restore.nodes import video_batch
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "comfyui"))
+    from make_clip import write_clip_with_tone  # PyAV, as ComfyUI's own video nodes write
+
+    frames = [(f.numpy() * 255).round().astype(np.uint8) for f in render_clip(astronaut[:256, 128:384], camera_path(16, (256, 256)))]
+    source = str(tmp_path / "talk.mp4")
+    write_clip_with_tone(frames, source, fps=8)
+    target = str(tmp_path / "restored.mp4")
+    video_batch.run_video("identity", source, target, chunk_frames=8, report=lambda *a: None)
+    assert video_batch.video_info(target)["frames"] == 16
+    assert packets_of(target, "audio") == packets_of(source, "audio"), "the sound is copied, not re-encoded or cut"
+    assert not [n for n in os.listdir(tmp_path) if ".partial" in n], "no temporary file is left behind"
+
+    # a sound the output's container cannot hold (Opus in AVI): the video is written without it, and said so
+    source = str(tmp_path / "talk.mkv")
+    write_clip_with_tone(frames, source, fps=8, audio_codec="opus")
+    target, said = str(tmp_path / "restored.avi"), []
+    video_batch.run_video("identity", source, target, chunk_frames=8, report=said.append)
+    assert video_batch.video_info(target)["frames"] == 16 and packets_of(target, "audio") == []
+    assert any("sound was not copied" in line and "opus" in line for line in said), said
+    assert not [n for n in os.listdir(tmp_path) if ".partial" in n]
