@@ -182,8 +182,10 @@ def copy_sound(source: str, silent: str, output: str, report=print) -> bool:
                 return False
             with av.open(silent) as picture, av.open(output, "w") as out:
                 video = picture.streams.video[0]
-                streams = {("video", video.index): out.add_stream_from_template(video)}
-                streams.update({("audio", s.index): out.add_stream_from_template(s) for s in sounds})
+                # PyAV 13 and older: add_stream(template=...)
+                like = getattr(out, "add_stream_from_template", None) or (lambda stream: out.add_stream(template=stream))
+                streams = {("video", video.index): like(video)}
+                streams.update({("audio", s.index): like(s) for s in sounds})
 
                 def timed(kind, packets):
                     for packet in packets:
