@@ -35,20 +35,16 @@ def find_faces(
     """Detect faces in an IMAGE batch [B, H, W, C] and cut FFHQ-aligned crops of `crop_size`."""
     if crop_size not in alignment.CROP_SIZES:
         raise ValueError(f"crop size {crop_size} is not one of {alignment.CROP_SIZES}")
+    found = detect_frames(images, detector, mode=mode, index=index, min_score=min_score, min_size=min_size, max_faces=max_faces,
+                          on_photo=on_photo)
     faces, crops = [], []
+    for image_index, chosen in enumerate(found):
+        photo = rgb_view(image_to_numpy(images[image_index]))
+        for detection in chosen:
+            face, crop = align_face(photo, image_index, detection, crop_size, interpolation, antialias)
+            faces.append(face)
+            crops.append(crop)
     height, width = int(images.shape[1]), int(images.shape[2])
-    for start in range(0, images.shape[0], PHOTOS_PER_DETECTION):
-        indices = range(start, min(images.shape[0], start + PHOTOS_PER_DETECTION))
-        photos = [rgb_view(image_to_numpy(images[i])) for i in indices]
-        found = detector.detect([to_uint8(photo) for photo in photos])
-        for image_index, photo, detections in zip(indices, photos, found):
-            chosen = select_faces(detections, height, width, mode, index, min_score, min_size, max_faces)
-            for detection in chosen:
-                face, crop = align_face(photo, image_index, detection, crop_size, interpolation, antialias)
-                faces.append(face)
-                crops.append(crop)
-            if on_photo is not None:
-                on_photo(image_index)
     return make_face_set(faces, crops, crop_size, [(height, width)] * images.shape[0], detector.name)
 
 
@@ -56,19 +52,22 @@ def detect_frames(
     images: torch.Tensor,
     detector: FaceDetector,
     *,
+    mode: str = "all",
+    index: int = 0,
     min_score: float = 0.5,
     min_size: float = 0.0,
     max_faces: int = 0,
     on_photo: Callable[[int], None] | None = None,
 ) -> list[list[Detection]]:
-    """Every frame's detections (filtered as find_faces filters them, no selection), in reading order."""
+    """Every photo's (frame's) detections, filtered and selected (face.selection), in reading order;
+    the photos go to the detector PHOTOS_PER_DETECTION at a time. on_photo(i) after photo i."""
     found_all = []
     height, width = int(images.shape[1]), int(images.shape[2])
     for start in range(0, images.shape[0], PHOTOS_PER_DETECTION):
         indices = range(start, min(images.shape[0], start + PHOTOS_PER_DETECTION))
         found = detector.detect([to_uint8(rgb_view(image_to_numpy(images[i]))) for i in indices])
         for image_index, detections in zip(indices, found):
-            found_all.append(select_faces(detections, height, width, "all", 0, min_score, min_size, max_faces))
+            found_all.append(select_faces(detections, height, width, mode, index, min_score, min_size, max_faces))
             if on_photo is not None:
                 on_photo(image_index)
     return found_all
@@ -90,16 +89,20 @@ def faces_from_tracks(images: torch.Tensor, tracked_frames: list, crop_size: int
         if not tracked:
             continue
         photo = np.ascontiguousarray(rgb_view(image_to_numpy(images[image_index])))
-        for face in tracked:
-            affine = alignment.similarity_least_squares(face.landmarks, template)
-            crops.append(alignment.warp_to_crop(photo, affine, crop_size, interpolation, antialias))
-            faces.append(Face(image_index, np.asarray(face.box, np.float64), np.asarray(face.landmarks, np.float64), float(face.score),
-                              affine, alignment.invert_affine(affine), int(face.track)))
+        for tracked_face in tracked:
+            affine = alignment.similarity_least_squares(tracked_face.landmarks, template)
+            face, crop = align_face(photo, image_index, tracked_face, crop_size, interpolation, antialias, affine, tracked_face.track)
+            faces.append(face)
+            crops.append(crop)
     return make_face_set(faces, crops, crop_size, [(height, width)] * images.shape[0], detector_name)
 
 
-def align_face(photo, image_index, detection: Detection, crop_size: int, interpolation="bicubic", antialias=True):
-    affine = alignment.estimate_alignment(detection.landmarks, crop_size)
+def align_face(photo, image_index, detection, crop_size: int, interpolation="bicubic", antialias=True,
+               affine: np.ndarray | None = None, track: int = -1):
+    """The Face and its crop. detection: a Detection or a tracked face (box, landmarks, score);
+    affine: photo -> crop, by default estimated from the landmarks as the official code does."""
+    if affine is None:
+        affine = alignment.estimate_alignment(detection.landmarks, crop_size)
     crop = alignment.warp_to_crop(np.ascontiguousarray(photo), affine, crop_size, interpolation, antialias)
     face = Face(
         image_index=image_index,
@@ -108,6 +111,7 @@ def align_face(photo, image_index, detection: Detection, crop_size: int, interpo
         score=float(detection.score),
         affine=affine,
         inverse=alignment.invert_affine(affine),
+        track=int(track),
     )
     return face, crop
 
