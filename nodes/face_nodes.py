@@ -155,17 +155,20 @@ class FaceDetect:
                 on_photo=photo_done,
             )
         log.info("FaceDetect: %s", face_set.describe())
-        previews = [
-            draw_detections(rgb_view(image_to_numpy(image[i])), face_set, i) for i in range(image.shape[0])
-        ]
-        device = runtime.output_device()
-        preview = torch.from_numpy(np.stack(previews)).to(device)
-        crops = face_set.crops
-        if len(face_set) == 0:
-            # core nodes (PreviewImage, SaveImage, ...) fail on empty batches: hand on a placeholder
-            log.info("FaceDetect: no face found; crops is a placeholder, PasteBack passes the photos through")
-            crops = torch.from_numpy(no_face_placeholder(crop_size))[None]
-        return (face_set, crops.to(device), preview, len(face_set))
+        return face_outputs(image, face_set, "FaceDetect")
+
+
+def face_outputs(images: torch.Tensor, face_set: FaceSet, node: str) -> tuple:
+    """FaceDetect's (and FaceTrack's) outputs on ComfyUI's output device: (faces, crops, preview, count)."""
+    previews = [draw_detections(rgb_view(image_to_numpy(images[i])), face_set, i) for i in range(images.shape[0])]
+    device = runtime.output_device()
+    preview = torch.from_numpy(np.stack(previews)).to(device)
+    crops = face_set.crops
+    if len(face_set) == 0:
+        # core nodes (PreviewImage, SaveImage, ...) fail on empty batches: hand on a placeholder
+        log.info("%s: no face found; crops is a placeholder, PasteBack passes the photos through", node)
+        crops = torch.from_numpy(no_face_placeholder(face_set.crop_size))[None]
+    return (face_set, crops.to(device), preview, len(face_set))
 
 
 class PasteBack:

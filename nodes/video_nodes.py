@@ -3,16 +3,12 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-import torch
-
 from ..face.find import detect_frames, faces_from_tracks
-from ..face.image import check_finite, check_image_batch, image_to_numpy, rgb_view
-from ..face.preview import draw_detections, no_face_placeholder
+from ..face.image import check_finite, check_image_batch
 from ..face.temporal import blend_along_tracks
 from ..face.tracking import link_tracks, smooth_tracks
 from . import runtime
-from .face_nodes import CROP_SIZE_CHOICES, DETECTOR_CHOICES, FaceDetect, expect_faces, make_detector
+from .face_nodes import CROP_SIZE_CHOICES, DETECTOR_CHOICES, FaceDetect, expect_faces, face_outputs, make_detector
 from .types import CATEGORY_FACES, FACES
 
 log = logging.getLogger("diffusion_face_restore")
@@ -79,10 +75,7 @@ class FaceTrack:
         tracked = smooth_tracks(link_tracks(detections, max_gap), images.shape[0], smoothing, min_track_length)
         face_set = faces_from_tracks(images, tracked, int(crop_size), f"{detector}, tracked")
         log.info("FaceTrack: %s, %d person(s)", face_set.describe(), len(set(face_set.tracks)))
-        previews = [draw_detections(rgb_view(image_to_numpy(images[i])), face_set, i) for i in range(images.shape[0])]
-        device = runtime.output_device()
-        crops = face_set.crops if len(face_set) else torch.from_numpy(no_face_placeholder(int(crop_size)))[None]
-        return (face_set, crops.to(device), torch.from_numpy(np.stack(previews)).to(device), len(face_set))
+        return face_outputs(images, face_set, "FaceTrack")
 
 
 class FaceTemporalBlend:
