@@ -98,8 +98,9 @@ class FaceTemporalBlend:
                 "restored_crops": ("IMAGE", {"tooltip": "The restored crops of FaceTrack's faces (one per face, same order)."}),
                 "faces": (FACES, {"tooltip": "FaceTrack's faces: which crops belong to which person and frame."}),
                 "strength": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.95, "step": 0.05, "tooltip": (
-                    "Weight of the previous frame in the recursive blend (0 = off). 0.3 halves frame-to-frame "
-                    "changes that are noise, and blurs fast expressions a little.")}),
+                    "Weight of the previous frame in the recursive blend (0 = off). Measured (README): 0.3 removes a "
+                    "quarter of the flicker a restorer with independent noise makes, and shifts a real moving face "
+                    "by about 3 grey levels (smeared speech, head turns).")}),
             }
         }
 
