@@ -195,7 +195,7 @@ def exact_prior_flicker(clip: torch.Tensor, detector, size: int = 64):
     with independent noise per frame or the same noise per person; the restored crops are pasted back
     and measured as in the table above, and against the identity restorer's flicker (what the
     restorer adds)."""
-    from diffusion_face_restore.diffusion.difface import crops_to_tensor, person_generators, randn_like_from, randn_per_face, x0_to_crops
+    from diffusion_face_restore.diffusion.difface import crops_to_tensor, seeded_noise, x0_to_crops
     from diffusion_face_restore.diffusion.exact_prior import GaussianMixturePrior
     from diffusion_face_restore.diffusion.lowpass import LowPass
     from diffusion_face_restore.diffusion.samplers import sample_dr2, sample_fast
@@ -222,11 +222,10 @@ def exact_prior_flicker(clip: torch.Tensor, detector, size: int = 64):
     alpha, sigma, _ = levels.alpha_sigma_lambda(400)
     rows = [["identity (the crops at 64 px, pasted)", "-", f"{identity:.3f}", "0", "1"]]
     for same in (False, True):
-        def noise():
-            return randn_per_face(person_generators(7, faces.tracks)) if same else randn_like_from(torch.Generator().manual_seed(7))
-
-        dr2 = sample_dr2(with_variance, y, schedule, schedule.index_for_fraction(42), schedule.index_for_fraction(22), LowPass(size, 4), noise())
-        draw = noise()
+        tracks = faces.tracks if same else None
+        dr2 = sample_dr2(with_variance, y, schedule, schedule.index_for_fraction(42), schedule.index_for_fraction(22), LowPass(size, 4),
+                         seeded_noise(7, tracks))
+        draw = seeded_noise(7, tracks)
         difface = sample_fast("dpm++ 2m sde", epsilon, alpha * y + sigma * draw(y), levels, levels.timesteps(400, 15, "uniform t"), 1.0,
                               draw, clip=False)
         label = "same noise per person" if same else "independent noise"

@@ -122,6 +122,14 @@ def randn_per_face(generators: list[torch.Generator]) -> Callable[[torch.Tensor]
     return draw
 
 
+def seeded_noise(seed: int, tracks: list[int] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The draws of a run seeded with `seed` (DR2's convention): one batch generator, or one per
+    person (track ids)."""
+    if tracks is not None:
+        return randn_per_face(person_generators(seed, tracks))
+    return randn_like_from(torch.Generator().manual_seed(int(seed)))
+
+
 def start_generator(seed: int, draws: str = "aligned file") -> torch.Generator:
     """The CPU generator of a DifFace run, where the official one stands after torch.manual_seed(seed)
     and before its first draw."""

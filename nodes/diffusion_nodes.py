@@ -8,9 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..diffusion.difface import (
-    DRAW_CONVENTIONS, DiffusionState, difface_init, person_generators, randn_like_from, randn_per_face, x0_to_crops,
-)
+from ..diffusion.difface import DRAW_CONVENTIONS, DiffusionState, difface_init, seeded_noise, x0_to_crops
 from ..diffusion.dr2 import automatic_omega, check_steps, prepare_guide, settings_for_severity
 from ..diffusion.lowpass import LowPass, check_lowpass_factor
 from ..diffusion.samplers import BEST_SPACING, FAST_SAMPLERS, sample_ddim, sample_dr2, sample_fast
@@ -389,13 +387,6 @@ class DR2GuidedSampler:
                 x = torch.empty((guide.shape[0], *part.shape[1:]), dtype=part.dtype, device=part.device)
             x[members.to(part.device)] = part
         return x
-
-
-def seeded_noise(seed: int, tracks: list[int] | None = None):
-    """The draws of a run seeded with `seed`: one batch generator, or one per person (track ids)."""
-    if tracks is not None:
-        return randn_per_face(person_generators(seed, tracks))
-    return randn_like_from(torch.Generator().manual_seed(int(seed)))
 
 
 def person_tracks(faces, count: int, node: str) -> list[int]:
