@@ -82,3 +82,16 @@ def test_nms_matches_torchvision_semantics():
         return
     expected = torchvision.ops.nms(torch.tensor(boxes, dtype=torch.float32), torch.tensor(scores, dtype=torch.float32), 0.4)
     assert non_maximum_suppression(boxes, scores, 0.4) == expected.tolist()
+
+
+def test_nms_matches_torchvision_on_thousands_of_overlapping_candidates():
+    """What untrained weights at min_confidence 0 hand to NMS: thousands of boxes, degenerate ones included."""
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    rng = np.random.default_rng(0)
+    corners = rng.uniform(0, 600, size=(3000, 2))
+    sizes = rng.choice([0.0, 2.0, 40.0, 120.0], size=(3000, 1)) * rng.uniform(0.5, 1.5, size=(3000, 2))
+    boxes = np.concatenate([corners, corners + sizes], axis=1)
+    scores = rng.permutation(3000) / 3000.0  # distinct: torchvision does not promise an order among ties
+    expected = torchvision.ops.nms(torch.tensor(boxes), torch.tensor(scores), 0.4).tolist()
+    assert non_maximum_suppression(boxes, scores, 0.4) == expected
