@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
 
 import torch
 
@@ -51,18 +50,47 @@ def read_file(path: str) -> dict:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        complaint = _unpickler_complaint(error)
+        if not any(marker in str(error) for marker in REFUSED_OBJECT_MARKERS):
+            raise _damaged(name, complaint) from None
+        # a file cut inside a class name reads as that (shortened) name: say both what it can mean
         raise CheckpointError(
-            f"{name} holds Python objects besides weights, which are refused for safety ({_first_line(error)}); "
-            "convert it to .safetensors on a trusted machine"
+            f"{name} names a Python object, which is refused for safety ({complaint}): a released weight file "
+            "that says this is damaged (download it again); one that holds code or custom classes must be "
+            "converted to .safetensors on a trusted machine"
         ) from None
-    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
-        raise CheckpointError(
-            f"{name} is not a complete PyTorch checkpoint ({_first_line(error)}); the file is probably "
-            "truncated or corrupt: download it again"
-        ) from None
+    except MemoryError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a damaged pickle can fail anywhere in the unpickler
+        # RuntimeError, BadZipFile, EOFError from the container; from the weights-only unpickler also
+        # IndexError ('pop from empty list'), KeyError and struct.error on damaged bytes
+        raise _damaged(name, _first_line(error)) from None
     if not isinstance(loaded, dict):
         raise CheckpointError(f"{name} does not hold a state dict (found {type(loaded).__name__})")
     return loaded
+
+
+def _damaged(name: str, reason: str) -> CheckpointError:
+    return CheckpointError(
+        f"{name} is not a complete PyTorch checkpoint ({reason}); the file is probably truncated or corrupt: "
+        "download it again"
+    )
+
+
+# what torch's weights-only unpickler says when a file names code or classes; other refusals are
+# about bytes no pickler writes (an unknown opcode), which only a damaged file holds
+REFUSED_OBJECT_MARKERS = ("GLOBAL", "add_safe_globals", "unrecognized function", "DTensor")
+
+
+def _unpickler_complaint(error: pickle.UnpicklingError) -> str:
+    """The sentence of torch's weights-only refusal that says what it met: its message wraps it in
+    paragraphs about torch.load's defaults and a pointer to the documentation."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    own = [line for line in lines if not line.startswith(("Weights only load failed", "Check the documentation"))]
+    return own[0].split(". ")[0].rstrip(".")[:200] if own else _first_line(error)
 
 
 def _first_line(error: BaseException) -> str:
