@@ -203,7 +203,8 @@ class PasteBack:
                 "parsing": (["none", "parsenet", "bisenet"], {"default": "none", "tooltip": (
                     "Limit the paste to the face with a face-parsing model (parsing_parsenet.pth or "
                     "parsing_bisenet.pth in models/facedetection): hair, hat, neck, hands and background stay "
-                    "original.")}),
+                    "original. One call per face: on a 2-core CPU about 0.3 s for bisenet, 4 s for parsenet "
+                    "(DifFace's and facexlib's choice).")}),
                 "keep_original_accessories": ("BOOLEAN", {"default": False, "tooltip": (
                     "With a parsing model: keep eyeglasses, earrings and necklaces from the original photo.")}),
                 "mask_erosion": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 0.5, "step": 0.01, "tooltip": (
