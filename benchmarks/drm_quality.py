@@ -1,5 +1,6 @@
 """Train DR-BFR's Degradation Representation Module on the CPU for a few minutes, then measure how
-well it tells degradations apart on held-out real faces (training/evaluation.py).
+well it tells degradations apart on held-out real faces, and how its severity head scores a ladder
+of growing damage (training/evaluation.py).
 
 Faces: ../shared/images (aligned crops and the faces found in the whole photos), scikit-image's
 astronaut and matplotlib's Grace Hopper; every third face is held out. The untrained network is
@@ -23,7 +24,7 @@ import_pack()
 from diffusion_face_restore.models.degradation import DegradationModel, DRMConfig  # noqa: E402
 from diffusion_face_restore.training.config import Stage1Config  # noqa: E402
 from diffusion_face_restore.training.data import FaceImages  # noqa: E402
-from diffusion_face_restore.training.evaluation import CLASSES, evaluate, real_faces  # noqa: E402
+from diffusion_face_restore.training.evaluation import CLASSES, evaluate, ladder_true_scores, real_faces, severity_ladder  # noqa: E402
 from diffusion_face_restore.training.stage1 import train_stage1  # noqa: E402
 
 
@@ -58,6 +59,12 @@ def main():
     print("|---|---|---|")
     print(f"| untrained | {baseline['pair_auc']:.3f} | {baseline['centroid_accuracy']:.3f} |")
     print(f"| trained | {trained['pair_auc']:.3f} | {trained['centroid_accuracy']:.3f} |")
+    ladder = severity_ladder(result["model"], test).mean(1)
+    print("\nSeverity ladder (held-out faces, all four kinds of damage growing together): score per step")
+    print("| step | 1 | 2 | 3 | 4 | 5 |")
+    print("|---|---|---|---|---|---|")
+    print("| true | " + " | ".join(f"{s:.2f}" for s in ladder_true_scores()) + " |")
+    print("| trained head | " + " | ".join(f"{s:.2f}" for s in ladder.tolist()) + " |")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ Eight fixed degradation classes (four kinds x two severities) are applied to hel
   embeddings rank same-class pairs above different-class pairs? (chance: 0.5)
 - centroid accuracy: each LQ image is classified by the nearest class centroid of the embeddings of
   the *training* faces (chance: 1/8).
+- severity ladder: five steps of growing damage (all four kinds at once) on the held-out faces: the
+  severity head's score per face and step, which should rise step by step.
 Also `real_faces` gathers the project's real test faces (see DEVELOPERS.md: shared images,
 scikit-image's astronaut, matplotlib's Grace Hopper).
 """
@@ -29,6 +31,9 @@ CLASSES = [
     ("downscale mild", DegradationParams(0.1, 0.1, 0.0, 2.0, 0.0, 100)),
     ("downscale strong", DegradationParams(0.1, 0.1, 0.0, 6.0, 0.0, 100)),
 ]
+
+# (blur sigma px, downscale factor, noise sigma /255, JPEG quality): from nearly clean to very damaged
+SEVERITY_LADDER = ((0.1, 1.0, 0.0, 100), (1.5, 1.5, 4.0, 85), (3.0, 2.5, 8.0, 65), (5.0, 4.0, 14.0, 45), (8.0, 6.0, 20.0, 30))
 
 
 def real_faces(shared: str | None, size: int = 256) -> torch.Tensor:
@@ -104,3 +109,26 @@ def evaluate(model, train_faces: torch.Tensor, test_faces: torch.Tensor) -> dict
         "chance_accuracy": 1 / len(CLASSES),
         "test_faces": int(test_faces.shape[0]),
     }
+
+
+@torch.no_grad()
+def severity_ladder(model, faces: torch.Tensor) -> torch.Tensor:
+    """[steps, faces]: the severity score (0 clean .. 1 very damaged) the model gives each face at
+    each step of SEVERITY_LADDER (the same noise for every step)."""
+    from ..models.degradation import severity_score
+
+    model.eval()
+    images = faces.float() / 255.0
+    scores = []
+    for blur, scale, noise, quality in SEVERITY_LADDER:
+        params = [DegradationParams(blur, blur, 0.0, scale, noise, quality)] * images.shape[0]
+        lq = degrade_batch(images, params, torch.Generator().manual_seed(0))
+        scores.append(severity_score(model.severity(model.encode(lq))).reshape(-1))
+    return torch.stack(scores)
+
+
+def ladder_true_scores() -> list[float]:
+    """The severity score of each ladder step's own parameters (what a perfect head would give)."""
+    from ..models.degradation import normalise_severity, severity_score
+
+    return [float(severity_score(torch.tensor(normalise_severity(b, s, n, q)))) for b, s, n, q in SEVERITY_LADDER]
