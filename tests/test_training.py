@@ -99,9 +99,10 @@ def test_severity_and_adaptive_settings_grow_with_the_degradation(trained_drm):
     model, _, test = trained_drm
     per_face = severity_ladder(model, test)  # [5 steps of growing damage, held-out faces]
     scores = per_face.mean(1).tolist()
-    # a short CPU run learns the downscale best and flattens the heavy end of the ladder (measured:
-    # 0.14 0.17 0.28 0.27 0.27 for true 0.00 .. 0.67): the rise from the mildest step to the worst
-    # must stand out of the face-to-face spread, and no step may fall by more than a plateau's wobble
+    # a short CPU run learns blur and downscale, not yet noise and JPEG, and compresses the ladder
+    # (true 0.00 .. 0.67; measured 0.14 0.16 0.22 0.28 0.29, and with severity_weight 10 a plateau,
+    # 0.14 0.17 0.28 0.27 0.27): the rise from the mildest step to the worst must stand out of the
+    # face-to-face spread, and no step may fall by more than a plateau's wobble
     assert paired_t(per_face[0], per_face[-1]) > 3, scores
     assert all(b > a - 0.02 for a, b in zip(scores, scores[1:])), scores
     settings = [settings_for_severity(s) for s in scores]
