@@ -25,10 +25,12 @@ from pack_import import import_pack, shared_dir  # noqa: E402
 
 import_pack()
 from diffusion_face_restore.nodes import runtime  # noqa: E402
-from diffusion_face_restore.nodes.face_nodes import PARSING_FILES, FaceDetect, PasteBack  # noqa: E402
+from diffusion_face_restore.nodes.face_nodes import HAAR, PARSING_FILES, FaceDetect, PasteBack  # noqa: E402
+from diffusion_face_restore.nodes.workflow_builder import defaults_of  # noqa: E402
 
-DETECT = dict(detector="opencv-haar (built-in)", crop_size="512", selection="all", index=0, min_confidence=0.8, min_face_size=16, max_faces=0)
-PASTE = dict(blend=1.0, color_match="none", keep_original_accessories=False, mask_erosion=0.1, mask_feather=0.1)
+# the nodes at their widget defaults; the built-in detector needs no weights
+DETECT = {**defaults_of("FaceDetect"), "detector": HAAR}
+PASTE = defaults_of("PasteBack")
 
 
 def write_parsers(folder: str):
@@ -64,11 +66,12 @@ def main():
         print("|---|---|---|---|")
         baseline = None
         for parsing in ("none", "bisenet", "parsenet"):
-            PasteBack().paste(image, faces, crops, parsing=parsing, **PASTE)  # warm-up: file read, allocations
+            settings = {**PASTE, "parsing": parsing}
+            PasteBack().paste(image, faces, crops, **settings)  # warm-up: file read, allocations
             times = []
             for _ in range(args.repeats):
                 start = time.perf_counter()
-                PasteBack().paste(image, faces, crops, parsing=parsing, **PASTE)
+                PasteBack().paste(image, faces, crops, **settings)
                 times.append(time.perf_counter() - start)
             median = statistics.median(times)
             baseline = median if baseline is None else baseline

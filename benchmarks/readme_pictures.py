@@ -38,7 +38,7 @@ from diffusion_face_restore.nodes.video_nodes import FaceTrack  # noqa: E402
 
 TILE = 256
 LABEL_HEIGHT = 22
-DETECT = dict(detector=HAAR, crop_size="512", selection="all", index=0, min_confidence=0.8, min_face_size=16, max_faces=0)
+DETECT = {**templates.defaults_of("FaceDetect"), "detector": HAAR}  # the node's defaults, the built-in detector
 # blur 3, x4 down, noise 10/255, JPEG 50: a clearly damaged face
 DEGRADATION = DegradationParams(3.0, 3.0, 0.0, 4.0, 10.0, 50)
 

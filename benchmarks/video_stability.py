@@ -43,9 +43,10 @@ from diffusion_face_restore.face.detection.haar import HaarDetector  # noqa: E40
 from diffusion_face_restore.face.find import detect_frames, faces_from_tracks, find_faces  # noqa: E402
 from diffusion_face_restore.face.tracking import link_tracks, smooth_tracks  # noqa: E402
 from diffusion_face_restore.nodes.face_nodes import PasteBack  # noqa: E402
+from diffusion_face_restore.nodes.workflow_builder import defaults_of  # noqa: E402
 from diffusion_face_restore.nodes.video_nodes import FaceTemporalBlend  # noqa: E402
 
-PASTE = dict(blend=1.0, color_match="none", parsing="none", keep_original_accessories=False, mask_erosion=0.1, mask_feather=0.1)
+PASTE = defaults_of("PasteBack")  # the node's defaults: no parsing, facexlib's erosion and feather
 
 
 def read_video(path: str, limit: int | None = None) -> torch.Tensor:

@@ -24,6 +24,10 @@ CHECKPOINT_EXTENSIONS = SAFETENSORS_EXTENSIONS + PICKLE_EXTENSIONS
 # Real-ESRGAN's and GFPGAN's loaders do).
 NESTING_KEYS = ("params_ema", "state_dict_ema", "ema", "params", "state_dict", "model", "net", "generator")
 
+# what torch's weights-only unpickler says when a file names code or classes; other refusals are
+# about bytes no pickler writes (an unknown opcode), which only a damaged file holds
+REFUSED_OBJECT_MARKERS = ("GLOBAL", "add_safe_globals", "unrecognized function", "DTensor")
+
 
 class CheckpointError(ValueError):
     """A weight file is missing, unreadable, or not what was expected."""
@@ -75,11 +79,6 @@ def _damaged(name: str, reason: str) -> CheckpointError:
         f"{name} is not a complete PyTorch checkpoint ({reason}); the file is probably truncated or corrupt: "
         "download it again"
     )
-
-
-# what torch's weights-only unpickler says when a file names code or classes; other refusals are
-# about bytes no pickler writes (an unknown opcode), which only a damaged file holds
-REFUSED_OBJECT_MARKERS = ("GLOBAL", "add_safe_globals", "unrecognized function", "DTensor")
 
 
 def _unpickler_complaint(error: pickle.UnpicklingError) -> str:

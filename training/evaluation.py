@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..degradations.synthetic import DegradationParams, degrade_batch
+from ..models.degradation import normalise_severity, severity_score
 
 # (name, parameters): one degradation kind at a time, mild and strong
 CLASSES = [
@@ -115,8 +116,6 @@ def evaluate(model, train_faces: torch.Tensor, test_faces: torch.Tensor) -> dict
 def severity_ladder(model, faces: torch.Tensor) -> torch.Tensor:
     """[steps, faces]: the severity score (0 clean .. 1 very damaged) the model gives each face at
     each step of SEVERITY_LADDER (the same noise for every step)."""
-    from ..models.degradation import severity_score
-
     model.eval()
     images = faces.float() / 255.0
     scores = []
@@ -129,6 +128,4 @@ def severity_ladder(model, faces: torch.Tensor) -> torch.Tensor:
 
 def ladder_true_scores() -> list[float]:
     """The severity score of each ladder step's own parameters (what a perfect head would give)."""
-    from ..models.degradation import normalise_severity, severity_score
-
     return [float(severity_score(torch.tensor(normalise_severity(b, s, n, q)))) for b, s, n, q in SEVERITY_LADDER]
