@@ -30,8 +30,8 @@ from diffusion_face_restore.degradations.camera_path import camera_path, render_
 from diffusion_face_restore.degradations.synthetic import DegradationParams, degrade_batch  # noqa: E402
 from diffusion_face_restore.diffusion.dr2 import prepare_guide  # noqa: E402
 from diffusion_face_restore.diffusion.lowpass import LowPass  # noqa: E402
-from diffusion_face_restore.diffusion.samplers import q_sample  # noqa: E402
-from diffusion_face_restore.diffusion.schedule import Schedule  # noqa: E402
+from diffusion_face_restore.diffusion.samplers import best_spacing, q_sample  # noqa: E402
+from diffusion_face_restore.diffusion.schedule import NoiseLevels, Schedule  # noqa: E402
 from diffusion_face_restore.nodes import workflow_builder as templates  # noqa: E402
 from diffusion_face_restore.nodes.face_nodes import HAAR, FaceDetect, PasteBack  # noqa: E402
 from diffusion_face_restore.nodes.video_nodes import FaceTrack  # noqa: E402
@@ -177,6 +177,12 @@ def thumbnails(photos: Photos, out: str) -> dict[str, Image.Image]:
     degraded_photo = to_uint8(photos.degraded[0, 60:380, 120:440])
     difface_start = ("diffused to K = 100 (t = 400)", diffused(photos.degraded_crop, 512, "ddim250", 100))
     previews, track_crops = tracked_clip(photos)
+    fast = templates.FAST_DIFFACE_SAMPLER
+    grid = NoiseLevels().timesteps(400, fast["steps"], best_spacing(fast["sampler"], fast["eta"]))
+    grid_shown = [grid[len(grid) // 3], grid[2 * len(grid) // 3]]
+    dr2_fast = Schedule(templates.FAST_DR2_SAMPLER["respacing"])
+    dr2_fast_omega = dr2_fast.index_for_fraction(42)
+    dr2_fast_calls = dr2_fast_omega - dr2_fast.index_for_fraction(22) + 1
     cards = {
         templates.FACE_CROP_PASTE_NAME: ("Face crop and paste", [
             ("FaceDetect preview", to_uint8(photos.group_preview[0, 40:200, 20:480])),
@@ -186,16 +192,19 @@ def thumbnails(photos: Photos, out: str) -> dict[str, Image.Image]:
         templates.DIFFACE_NAME: ("DifFace", [
             ("degraded photo", degraded_photo), ("aligned crop", degraded_crop), difface_start,
             ("paste mask", to_uint8(paste_mask(photos.degraded)[60:380, 120:440, None].expand(-1, -1, 3)))]),
-        templates.DIFFACE_FAST_NAME: ("DifFace fast: 15 UNet calls", [
+        templates.DIFFACE_FAST_NAME: (f"DifFace fast: {len(grid)} UNet calls", [
             ("degraded crop", degraded_crop), difface_start,
-            ("solver grid: t = 257 of 400", diffused(photos.degraded_crop, 512, "1000", 257)),
-            ("solver grid: t = 114 of 400", diffused(photos.degraded_crop, 512, "1000", 114))]),
+            *[(f"solver grid: t = {t} of 400", diffused(photos.degraded_crop, 512, "1000", t)) for t in grid_shown]]),
         templates.DIFFACE_X2_NAME: ("DifFace, 2x background", [
             ("degraded photo", degraded_photo), ("aligned crop", degraded_crop), difface_start,
             ("2x canvas (bicubic stand-in)", to_uint8(torch.nn.functional.interpolate(
                 photos.degraded.movedim(-1, 1), scale_factor=2, mode="bicubic")[0].movedim(0, -1)[240:560, 440:760]))]),
         templates.DR2_NAME: ("DR2", [
             ("degraded crop", degraded_crop), ("diffused to omega = 42", diffused(photos.degraded_crop, 256, "100", 42)),
+            ("DR2 keeps, N = 4", kept_by_dr2(photos.degraded_crop, 4)), ("DR2 keeps, N = 16", kept_by_dr2(photos.degraded_crop, 16))]),
+        templates.DR2_FAST_NAME: (f"DR2 fast: {dr2_fast_calls} UNet calls", [
+            ("degraded crop", degraded_crop), (f"respacing 25: omega at t = {dr2_fast.timestep_map[dr2_fast_omega]}",
+                                               diffused(photos.degraded_crop, 256, "25", dr2_fast_omega)),
             ("DR2 keeps, N = 4", kept_by_dr2(photos.degraded_crop, 4)), ("DR2 keeps, N = 16", kept_by_dr2(photos.degraded_crop, 16))]),
         templates.DR2_P2_NAME: ("DR2 without Baidu (P2)", [
             ("degraded crop", degraded_crop), ("diffused to omega = 42", diffused(photos.degraded_crop, 256, "100", 42)),

@@ -192,7 +192,7 @@ def exact_prior_flicker(clip: torch.Tensor, detector, size: int = 64):
     """Flicker on a prior whose denoiser is exact (diffusion/exact_prior.py: a Gaussian mixture fitted
     to the real test faces, DifFace's schedule), where a random-weight UNet says nothing: FaceTrack's
     crops of the clip at `size` px, restored by DR2's guided loop (N 4, tau 22, omega 42, respacing
-    25) and by DifFace's fast sampler (the crop diffused to t = 400, DPM-Solver++(2M) SDE, 15 calls),
+    25) and by DifFace's few-step sampler (the crop diffused to t = 400, DPM-Solver++(2M) SDE, eta 1, 15 calls),
     with independent noise per frame or the same noise per person; the restored crops are pasted back
     and measured as in the table above, and against the identity restorer's flicker (what the
     restorer adds)."""
@@ -230,7 +230,7 @@ def exact_prior_flicker(clip: torch.Tensor, detector, size: int = 64):
         difface = sample_fast("dpm++ 2m sde", epsilon, alpha * y + sigma * draw(y), levels, levels.timesteps(400, 15, "uniform t"), 1.0,
                               draw, clip=False)
         label = "same noise per person" if same else "independent noise"
-        for name, x0 in (("DR2 (N 4, tau 22)", dr2), ("DifFace fast (15 calls)", difface)):
+        for name, x0 in (("DR2 (N 4, tau 22)", dr2), ("DifFace, dpm++ 2m sde eta 1, 15 calls", difface)):
             value = measured(x0_to_crops(x0.clamp(-1, 1), 512))
             rows.append([name, label, f"{value:.3f}", f"{value - identity:+.3f}", f"{aligned_flicker(x0.clamp(-1, 1), y, faces):.3f}"])
     return rows

@@ -167,18 +167,21 @@ def sample_dpmpp_2m(denoise: Denoiser, x: torch.Tensor, levels: NoiseLevels, ts:
 
 
 def sample_dpmpp_2m_sde(
-    denoise: Denoiser, x: torch.Tensor, levels: NoiseLevels, ts: list, noise: NoiseSource, eta: float = 1.0,
+    denoise: Denoiser, x: torch.Tensor, levels: NoiseLevels, ts: list, noise: NoiseSource, noise_fraction: float = 1.0,
     clip: bool = True, callback=None,
 ) -> torch.Tensor:
-    """DPM-Solver++(2M) SDE, Lu et al. (2022), Sec. 4 (the midpoint form k-diffusion ships): the
-    second-order multistep solver of the reverse SDE in data prediction, eta scaling its noise
-    (0: the ODE; 1: the reverse SDE, whose end points from a fixed x_t are samples of p(x0 | x_t)):
-        x_{i+1} = (sigma_{i+1} / sigma_i) e^{-eta h} x_i + alpha_{i+1} (1 - e^{-(1+eta) h}) D_i
-                  + 1/(2 r) alpha_{i+1} (1 - e^{-(1+eta) h}) (D_i - D_{i-1})
-                  + sigma_{i+1} sqrt(1 - e^{-2 eta h}) z
-    With eta = 1 and no correction this is DDPM's posterior step q(x_{i+1} | x_i, D_i) on any grid.
+    """DPM-Solver++(2M) SDE, Lu et al. (2022), Sec. 4 (the midpoint form k-diffusion ships, whose `eta`
+    is `noise_fraction` here): the second-order multistep solver of the reverse SDE in data prediction
+    that injects the fraction nu of the reverse SDE's noise (0: the ODE; 1: the reverse SDE, whose end
+    points from a fixed x_t are samples of p(x0 | x_t); DDIM(eta) converges to nu = eta^2, see
+    sde_noise_fraction):
+        x_{i+1} = (sigma_{i+1} / sigma_i) e^{-nu h} x_i + alpha_{i+1} (1 - e^{-(1+nu) h}) D_i
+                  + 1/(2 r) alpha_{i+1} (1 - e^{-(1+nu) h}) (D_i - D_{i-1})
+                  + sigma_{i+1} sqrt(1 - e^{-2 nu h}) z
+    With nu = 1 and no correction this is DDPM's posterior step q(x_{i+1} | x_i, D_i) on any grid.
     One network call and (but for the last) one normal draw per timestep.
     """
+    nu = noise_fraction
     previous, h_previous = None, None
     for i, t in enumerate(ts):
         denoised = data_prediction(denoise, x, t, levels, clip)
@@ -189,28 +192,57 @@ def sample_dpmpp_2m_sde(
         _, sigma, lam = levels.alpha_sigma_lambda(t)
         alpha_next, sigma_next, lam_next = levels.alpha_sigma_lambda(ts[i + 1])
         h = lam_next - lam
-        weight = -math.expm1(-(1 + eta) * h)  # 1 - e^{-(1 + eta) h}
-        x = (sigma_next / sigma) * math.exp(-eta * h) * x + alpha_next * weight * denoised
+        weight = -math.expm1(-(1 + nu) * h)  # 1 - e^{-(1 + nu) h}
+        x = (sigma_next / sigma) * math.exp(-nu * h) * x + alpha_next * weight * denoised
         if previous is not None:
             x = x + (alpha_next * weight / (2 * (h_previous / h))) * (denoised - previous)
-        if eta:
-            x = x + sigma_next * math.sqrt(-math.expm1(-2 * eta * h)) * noise(x)
+        if nu:
+            x = x + sigma_next * math.sqrt(-math.expm1(-2 * nu * h)) * noise(x)
         previous, h_previous = denoised, h
     raise ValueError("a solver needs at least one timestep")
 
 
+def sde_noise_fraction(eta: float) -> float:
+    """The noise fraction nu of the reverse SDE that DDIM(eta) samples in its many-step limit: eta^2.
+
+    One DDIM(eta) step from x_i adds eta^2 times DDPM's posterior variance,
+        s^2 = eta^2 sigma_{i+1}^2 (1 - e^{-2h}),
+    and keeps sqrt(sigma_{i+1}^2 - s^2) of the network's epsilon. Written as x_{i+1} = a x_i + b D_i + s z,
+    a = sqrt(sigma_{i+1}^2 - s^2) / sigma_i and b = alpha_{i+1} - alpha_i a; with s^2 = sigma_{i+1}^2
+    (1 - e^{-2 nu h}) these are the SDE solver's first-order coefficients exactly (a = (sigma_{i+1} /
+    sigma_i) e^{-nu h}, b = alpha_{i+1} (1 - e^{-(1+nu) h})). As h -> 0 DDIM adds 2 eta^2 sigma^2 h and
+    the SDE 2 nu sigma^2 h, so the limit of DDIM(eta) is the SDE with nu = eta^2: eta 1 is DDPM (the
+    posterior), eta 0 the ODE, DifFace's eta 0.5 a quarter of the reverse SDE's noise.
+    """
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta {eta} is outside 0..1 (0: deterministic, 0.5: DifFace's DDIM, 1: DDPM)")
+    return float(eta) ** 2
+
+
 FAST_SAMPLERS = ("dpm++ 2m", "dpm++ 2m sde")
-# the spacing each solver measured best with on the exact reference (benchmarks/sampler_accuracy.py)
-BEST_SPACING = {"dpm++ 2m": "karras", "dpm++ 2m sde": "uniform t"}
+
+
+def best_spacing(sampler: str, eta: float) -> str:
+    """The spacing that measured best on the exact reference at 64 px (benchmarks/sampler_accuracy.py):
+    Karras' for the deterministic solver (dpm++ 2m, or the SDE solver at eta 0, which is the same
+    solver), evenly in t for the stochastic one (eta > 0: the mixture's components are chosen at high
+    noise, where uniform t spends more calls)."""
+    if sampler not in FAST_SAMPLERS:
+        raise ValueError(f"unknown sampler '{sampler}' (choose one of {', '.join(FAST_SAMPLERS)})")
+    return "uniform t" if sampler == "dpm++ 2m sde" and eta > 0 else "karras"
 
 
 def sample_fast(
     sampler: str, denoise: Denoiser, x: torch.Tensor, levels: NoiseLevels, ts: list, eta: float, noise: NoiseSource,
     clip: bool = True, callback=None,
 ) -> torch.Tensor:
-    """One of FAST_SAMPLERS from x at ts[0] to the clean image: len(ts) network calls."""
+    """One of FAST_SAMPLERS from x at ts[0] to the clean image: len(ts) network calls.
+
+    eta is DDIM's (DifFace's 0.5 by default): dpm++ 2m sde samples what DDIM(eta) samples in its many-
+    step limit (noise fraction eta^2); dpm++ 2m is the deterministic solver (DDIM(0)'s limit, eta unused).
+    """
     if sampler == "dpm++ 2m":
         return sample_dpmpp_2m(denoise, x, levels, ts, clip, callback)
     if sampler == "dpm++ 2m sde":
-        return sample_dpmpp_2m_sde(denoise, x, levels, ts, noise, eta, clip, callback)
+        return sample_dpmpp_2m_sde(denoise, x, levels, ts, noise, sde_noise_fraction(eta), clip, callback)
     raise ValueError(f"unknown sampler '{sampler}' (choose one of {', '.join(FAST_SAMPLERS)})")

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ..diffusion.difface import DRAW_CONVENTIONS, DiffusionState, difface_init, seeded_noise, x0_to_crops
 from ..diffusion.dr2 import automatic_omega, check_steps, prepare_guide, settings_for_severity
 from ..diffusion.lowpass import LowPass, check_lowpass_factor
-from ..diffusion.samplers import BEST_SPACING, FAST_SAMPLERS, sample_ddim, sample_dr2, sample_fast
+from ..diffusion.samplers import FAST_SAMPLERS, best_spacing, sample_ddim, sample_dr2, sample_fast
 from ..diffusion.schedule import SPACINGS, NoiseLevels, Schedule
 from ..face.faces import FaceSet
 from ..face.image import check_finite, check_image_batch
@@ -253,9 +253,10 @@ class DR2GuidedSampler:
                     "DR2's start step on the 0..99 scale; 0 = the paper's table from N and tau (tau + 5..30). "
                     "Ignored with a DifFaceInit state (it starts at K).")}),
                 "eta": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": (
-                    "Randomness of DifFace's reverse process (used without a guide). official: DDIM's eta, 0 = "
-                    "deterministic, paper 0.5. dpm++ 2m sde: the SDE's eta, 1 = samples the prior's posterior "
-                    "(measured best), 0 = the ODE. Ignored by dpm++ 2m and with a guide.")}),
+                    "Randomness of DifFace's reverse process (used without a guide), DDIM's eta for every sampler: "
+                    "0.5 = the paper's, 0 = deterministic, 1 = DDPM (samples the prior's posterior). dpm++ 2m sde "
+                    "samples the same distribution as the official DDIM at this eta (its SDE gets eta^2 of the "
+                    "reverse SDE's noise). Ignored by dpm++ 2m (always 0) and with a guide.")}),
                 "respacing": (["auto"] + RESPACINGS, {"default": "auto", "tooltip": (
                     "auto: the state's respacing, else DR2's 100 steps. Fewer steps are faster.")}),
             },
@@ -270,13 +271,16 @@ class DR2GuidedSampler:
                 "sampler": (list(SAMPLER_CHOICES), {"default": SAMPLER_CHOICES[0], "tooltip": (
                     "official: the papers' loops, bit for bit (DifFace: DDIM, K UNet calls, 100 by default; DR2: "
                     "omega - tau + 1 calls). With only a DifFaceInit state, the few-step solvers cost 'steps' UNet "
-                    "calls: dpm++ 2m (deterministic ODE solver) or dpm++ 2m sde (stochastic). 15 calls of dpm++ 2m "
-                    "sde came closer to the exact posterior than the official 100 on the exact reference (README).")}),
-                "steps": ("INT", {"default": 15, "min": 1, "max": 400, "tooltip": (
-                    "UNet calls of the dpm++ samplers, from K to the clean face. Ignored by official.")}),
+                    "calls and reproduce the official DDIM's own many-step result at the same eta: dpm++ 2m sde "
+                    "(stochastic) or dpm++ 2m (deterministic, eta 0). On the exact reference (README), dpm++ 2m sde "
+                    "came closer to DDIM's own limit in 8 calls than the official 100 steps (eta 0.5 and 1).")}),
+                "steps": ("INT", {"default": 8, "min": 1, "max": 400, "tooltip": (
+                    "UNet calls of the dpm++ samplers, from K to the clean face. 8: closer to the official DDIM's own "
+                    "many-step result than its 100 steps, at eta 0.5, 1 and 0 (README). Ignored by official.")}),
                 "spacing": (["auto"] + list(SPACINGS), {"default": "auto", "tooltip": (
                     "Where the dpm++ samplers spend their calls between K and 0: auto = the measured best (uniform t "
-                    "for dpm++ 2m sde, karras for dpm++ 2m), or evenly in log-SNR, evenly in t, Karras' rho = 7.")}),
+                    "for dpm++ 2m sde at eta > 0, karras for dpm++ 2m and eta 0), or evenly in log-SNR, evenly in t, "
+                    "Karras' rho = 7.")}),
                 "faces": (FACES, {"tooltip": "FaceTrack's faces of the guide crops: their track ids, for same_noise_per_person."}),
                 "same_noise_per_person": ("BOOLEAN", {"default": False, "tooltip": (
                     "Video, DR2 (a guide): each face's draws come from this seed and its track id, so one person gets "
@@ -285,7 +289,7 @@ class DR2GuidedSampler:
             },
         }
 
-    def sample(self, prior, seed, N, tau, omega, eta, respacing, sampler=SAMPLER_CHOICES[0], steps=15, spacing="auto",
+    def sample(self, prior, seed, N, tau, omega, eta, respacing, sampler=SAMPLER_CHOICES[0], steps=8, spacing="auto",
                guide=None, state=None, degradation=None, faces=None, same_noise_per_person=False):
         prior = expect(prior, FacePrior, "DR2GuidedSampler's prior", "FaceDiffusionLoader's output")
         if guide is None and state is None:
@@ -359,7 +363,7 @@ class DR2GuidedSampler:
     def _run_fast(self, prior, schedule, noise, sampler, steps, spacing, eta, state) -> torch.Tensor:
         """DifFace's reverse process with a few-step solver from x exactly at K's timestep (no off-by-one)."""
         levels = NoiseLevels()
-        ts = levels.timesteps(int(schedule.timestep_map[state.step]), int(steps), BEST_SPACING[sampler] if spacing == "auto" else spacing)
+        ts = levels.timesteps(int(schedule.timestep_map[state.step]), int(steps), best_spacing(sampler, eta) if spacing == "auto" else spacing)
         denoise = prior.denoiser(len(state))
         progress = runtime.Progress(len(ts), sampler)
         log.info("DR2GuidedSampler: %s, %d UNet calls at t = %s", sampler, len(ts), ts)

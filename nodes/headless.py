@@ -23,6 +23,7 @@ from .diffusion_nodes import DifFaceInit, DR2GuidedSampler, FaceDiffusionLoader
 from .enhancer_nodes import Enhancer, FaceEnhancerLoader, spandrel_loader
 from .face_nodes import FaceDetect, PasteBack
 from .loading import find_weights, weights_check
+from .workflow_builder import DIFFACE_FAST_NAME, DR2_FAST_NAME, FAST_DIFFACE_SAMPLER, FAST_DR2_SAMPLER, defaults_of
 
 # The widget values of the shipped workflows, by node (see tests/test_headless.py).
 DETECT = {"detector": "retinaface_resnet50", "crop_size": "512", "selection": "all", "index": 0, "min_confidence": 0.8,
@@ -30,7 +31,8 @@ DETECT = {"detector": "retinaface_resnet50", "crop_size": "512", "selection": "a
 PASTE = {"blend": 1.0, "color_match": "none", "parsing": "none", "keep_original_accessories": False, "mask_erosion": 0.1,
          "mask_feather": 0.1}
 LOADER = {"precision": "auto", "convolutions": "exact"}
-OFFICIAL = {"N": 4, "tau": 22, "omega": 0, "eta": 0.5, "respacing": "auto", "sampler": "official", "steps": 15, "spacing": "auto"}
+SAMPLER_WIDGETS = ("N", "tau", "omega", "eta", "respacing", "sampler", "steps", "spacing")
+OFFICIAL = {widget: value for widget, value in defaults_of("DR2GuidedSampler").items() if widget in SAMPLER_WIDGETS}
 PIPELINES = {
     "difface": {
         "workflow": "DifFace restoration.json",
@@ -40,18 +42,26 @@ PIPELINES = {
         "sampler": OFFICIAL,
     },
     "difface-fast": {
-        "workflow": "DifFace fast restoration - 15 UNet calls.json",
+        "workflow": DIFFACE_FAST_NAME + ".json",
         "detect": DETECT, "paste": {**PASTE, "parsing": "parsenet"},
         "prior": "iddpm_ffhq512_ema500000.pth", "restorer": "swinir_restoration512_L1.pth",
         "loader": {**LOADER, "convolutions": "channels-last (faster)"},
         "init": {"start_step": 100, "respacing": "ddim250"},
-        "sampler": {**OFFICIAL, "eta": 1.0, "sampler": "dpm++ 2m sde", "steps": 15},
+        "sampler": {**OFFICIAL, **FAST_DIFFACE_SAMPLER},
     },
     "dr2": {
         "workflow": "DR2 restoration.json",
         "detect": DETECT, "paste": PASTE,
         "prior": "DR2_FFHQ.pkl", "enhancer": "SPARNetHD_FFHQ_DR2aug.pth", "loader": LOADER,
         "sampler": OFFICIAL,
+        "enhance": {"fidelity": 0.5, "resize": "bicubic antialias"},
+    },
+    "dr2-fast": {
+        "workflow": DR2_FAST_NAME + ".json",
+        "detect": DETECT, "paste": PASTE,
+        "prior": "DR2_FFHQ.pkl", "enhancer": "SPARNetHD_FFHQ_DR2aug.pth",
+        "loader": {**LOADER, "convolutions": "channels-last (faster)"},
+        "sampler": {**OFFICIAL, **FAST_DR2_SAMPLER},
         "enhance": {"fidelity": 0.5, "resize": "bicubic antialias"},
     },
     "dr2-p2": {
