@@ -70,7 +70,7 @@ def test_init_matches_the_official_transition_and_draws(prior, swinir):
 def network_rounding(prior) -> float:
     """How far one UNet call here is from the golden run's on the golden's own first input: the
     platform's convolution rounding (1.7e-6 on the machine the bound below was first set on, 3.4e-6
-    on an AVX2-only AMD EPYC), which 100 chaotic steps amplify about 45-fold."""
+    on an AVX2-only AMD EPYC), which 100 chaotic steps amplify 43- to 64-fold (three machines)."""
     x_in, outputs = golden(CASE, "ddim_x_in_first3_last.npy"), golden(CASE, "unet_out_first3_last.npy")
     timestep = int(golden(CASE, "unet_timesteps.npy").reshape(-1)[0])
     with torch.no_grad():
@@ -85,9 +85,10 @@ def test_difface_sampling_equals_the_official_output(prior, swinir):
     faces, native = DR2GuidedSampler().sample(prior, 0, 4, 22, 0, 0.5, "auto", state=state)
     error = float(np.abs(faces.permute(0, 3, 1, 2).numpy() - golden(CASE, "sample.npy")).max())
     # the network's platform rounding amplified by 100 steps (8.0e-5 from 1.7e-6 on one machine,
-    # 1.45e-4 from 3.4e-6 on another; the official UNet code run on the same machine gives the same);
-    # the update itself is exact (the bit-for-bit test below). 60x: 1e-4 on the first machine.
-    assert error <= 60 * rounding, f"DifFace differs from the official sampling by {error:.2e} (network rounding {rounding:.2e})"
+    # 1.45e-4 from 3.4e-6 on another, 7.8e-5 from 1.2e-6 on a third: 47x, 43x, 64x; the official UNet
+    # code run on the same machine gives the same); the update itself is exact (the bit-for-bit test
+    # below). 100x: 1.2e-4 on the third machine, where a wrong update or draw order costs 1e-2 or more.
+    assert error <= 100 * rounding, f"DifFace differs from the official sampling by {error:.2e} (network rounding {rounding:.2e})"
     assert native.shape == (1, 128, 128, 3)
     from PIL import Image
 
