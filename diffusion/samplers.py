@@ -225,8 +225,8 @@ FAST_SAMPLERS = ("dpm++ 2m", "dpm++ 2m sde")
 def best_spacing(sampler: str, eta: float) -> str:
     """The spacing that measured best on the exact reference at 64 px (benchmarks/sampler_accuracy.py):
     Karras' for the deterministic solver (dpm++ 2m, or the SDE solver at eta 0, which is the same
-    solver), evenly in t for the stochastic one (eta > 0: the mixture's components are chosen at high
-    noise, where uniform t spends more calls)."""
+    solver), evenly in t for the stochastic one at eta > 0 (it spends more calls at high noise than
+    Karras'; at 32 px Karras' won for the SDE too, so the choice follows the larger size)."""
     if sampler not in FAST_SAMPLERS:
         raise ValueError(f"unknown sampler '{sampler}' (choose one of {', '.join(FAST_SAMPLERS)})")
     return "uniform t" if sampler == "dpm++ 2m sde" and eta > 0 else "karras"
