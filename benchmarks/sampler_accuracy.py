@@ -18,7 +18,7 @@ DDIM(eta) converges to (diffusion/samplers.py, sde_noise_fraction).
 - eta 0.5 (DifFace's) and eta 1 (DDPM: the limit is the exact posterior p(x0 | x_400), known in
   closed form): the end points of many noise seeds against the limit's, as the Frechet distance of
   their projections on the mixture's principal directions; the seed-to-seed floor is another seed of
-  the limit (eta 1: exact posterior samples); the SDE solver with 800 fractional steps checks that
+  the limit (eta 1: exact posterior samples); the SDE solver with as many fractional steps checks that
   DDIM(eta)'s limit is the SDE with noise fraction eta^2;
 - DR2's guided loop, and the hybrid (DR2's loop from DifFace's start), on coarser respacings against
   their official 100-step ones;
@@ -105,7 +105,8 @@ def deterministic(problem) -> dict:
 
 
 def stochastic(problem, samples: int, eta: float) -> dict:
-    """Frechet distances to DDIM(eta)'s own limit (eta 1: to the exact posterior, which is that limit)."""
+    """Frechet distances to DDIM(eta)'s own limit (eta 1: to the exact posterior, which is that limit),
+    {setting: {calls: distance}}."""
     levels, prior, den = problem.levels, problem.prior, problem.denoiser
     alpha, sigma, _ = levels.alpha_sigma_lambda(T_START)
     face = problem.x_start[:1].float()
@@ -153,7 +154,7 @@ def stochastic(problem, samples: int, eta: float) -> dict:
             + [str(fewest_calls(values, bar) or "-"), str(fewest_calls(values, 2 * bar) or "-")] for name, values in results.items()]
     table(f"eta {eta}: Frechet distance to {target} ({samples} seeds; floor {floor:.2f}; bar: official {OFFICIAL_CALLS} calls = {bar:.2f})",
           ["sampler \\ UNet calls"] + [str(n) for n in columns] + ["fewest calls within the bar", "within 2x the bar"], rows)
-    return {"results": results, "bar": bar, "floor": floor, "converged": converged}
+    return results
 
 
 def dr2_fewer_steps(problem, samples: int) -> dict:
@@ -257,8 +258,7 @@ def main():
               f"directions; {problem.x_start.shape[0]} held-out degraded faces diffused to t = {T_START}")
         deterministic(problem)
         for eta in (0.5, 1.0):
-            measured = stochastic(problem, args.samples, eta)
-            distances[eta] = measured["results"]
+            distances[eta] = stochastic(problem, args.samples, eta)
         dr2_fewer_steps(problem, args.samples)
     if not args.no_timing:
         seconds = unet_call_seconds(args.official_code)
@@ -277,14 +277,14 @@ def main():
         spacing = best_spacing("dpm++ 2m sde", fast["eta"])
         sde = f"DPM-Solver++(2M) SDE, noise fraction {sde_noise_fraction(fast['eta']):g}, {spacing}"
         rows = []
-        for name, calls, mode, row in [("DDIM(0.5), official", OFFICIAL_CALLS, "exact (NCHW)", "DDIM, eta 0.5 (official)"),
-                                       *[(f"dpm++ 2m sde, eta 0.5, {spacing}{' (the fast workflow)' if n == fast['steps'] else ''}",
+        for name, calls, mode, row in [(f"DDIM({fast['eta']}), official", OFFICIAL_CALLS, "exact (NCHW)", f"DDIM, eta {fast['eta']} (official)"),
+                                       *[(f"dpm++ 2m sde, eta {fast['eta']}, {spacing}{' (the fast workflow)' if n == fast['steps'] else ''}",
                                           n, "channels-last", sde) for n in sorted({fast["steps"], 6, 10, 15})]]:
             face = calls * (seconds[mode] + overhead)
-            distance = distances.get(0.5, {}).get(row, {}).get(calls)
+            distance = distances.get(fast["eta"], {}).get(row, {}).get(calls)
             rows.append([name, str(calls), mode, f"{face:.0f} s", f"x{official_face / face:.1f}", "" if distance is None else f"{distance:.2f}"])
         table(f"Time per face, DifFace 512 px (UNet calls x measured time per call; ratio to the official {OFFICIAL_CALLS}-step DDIM)",
-              ["sampler", "UNet calls", "convolutions", "time per face", "speed-up", "distance to DDIM(0.5)'s limit"], rows)
+              ["sampler", "UNet calls", "convolutions", "time per face", "speed-up", f"distance to DDIM({fast['eta']})'s limit"], rows)
 
 
 if __name__ == "__main__":
