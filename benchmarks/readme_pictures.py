@@ -180,9 +180,9 @@ def thumbnails(photos: Photos, out: str) -> dict[str, Image.Image]:
     fast = templates.FAST_DIFFACE_SAMPLER
     grid = NoiseLevels().timesteps(400, fast["steps"], best_spacing(fast["sampler"], fast["eta"]))
     grid_shown = [grid[len(grid) // 3], grid[2 * len(grid) // 3]]
-    dr2_fast = Schedule(templates.FAST_DR2_SAMPLER["respacing"])
+    dr2_respacing = templates.FAST_DR2_SAMPLER["respacing"]
+    dr2_fast = Schedule(dr2_respacing)
     dr2_fast_omega = dr2_fast.index_for_fraction(42)
-    dr2_fast_calls = dr2_fast_omega - dr2_fast.index_for_fraction(22) + 1
     cards = {
         templates.FACE_CROP_PASTE_NAME: ("Face crop and paste", [
             ("FaceDetect preview", to_uint8(photos.group_preview[0, 40:200, 20:480])),
@@ -202,9 +202,9 @@ def thumbnails(photos: Photos, out: str) -> dict[str, Image.Image]:
         templates.DR2_NAME: ("DR2", [
             ("degraded crop", degraded_crop), ("diffused to omega = 42", diffused(photos.degraded_crop, 256, "100", 42)),
             ("DR2 keeps, N = 4", kept_by_dr2(photos.degraded_crop, 4)), ("DR2 keeps, N = 16", kept_by_dr2(photos.degraded_crop, 16))]),
-        templates.DR2_FAST_NAME: (f"DR2 fast: {dr2_fast_calls} UNet calls", [
-            ("degraded crop", degraded_crop), (f"respacing 25: omega at t = {dr2_fast.timestep_map[dr2_fast_omega]}",
-                                               diffused(photos.degraded_crop, 256, "25", dr2_fast_omega)),
+        templates.DR2_FAST_NAME: (f"DR2 fast: {templates.DR2_FAST_CALLS} UNet calls", [
+            ("degraded crop", degraded_crop), (f"respacing {dr2_respacing}: omega at t = {dr2_fast.timestep_map[dr2_fast_omega]}",
+                                               diffused(photos.degraded_crop, 256, dr2_respacing, dr2_fast_omega)),
             ("DR2 keeps, N = 4", kept_by_dr2(photos.degraded_crop, 4)), ("DR2 keeps, N = 16", kept_by_dr2(photos.degraded_crop, 16))]),
         templates.DR2_P2_NAME: ("DR2 without Baidu (P2)", [
             ("degraded crop", degraded_crop), ("diffused to omega = 42", diffused(photos.degraded_crop, 256, "100", 42)),

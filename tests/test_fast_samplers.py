@@ -71,16 +71,20 @@ def test_one_ddim_step_is_the_first_order_sde_step_with_the_same_added_variance(
     t, s = int(schedule.timestep_map[k]), int(schedule.timestep_map[k - 1])
     z = torch.randn(x.shape, generator=torch.Generator().manual_seed(5))
     h = levels.alpha_sigma_lambda(s)[2] - levels.alpha_sigma_lambda(t)[2]
+
+    def same_added_variance(eta, h):  # nu with 1 - e^{-2 nu h} = eta^2 (1 - e^{-2h})
+        return -math.log1p(-eta ** 2 * -math.expm1(-2 * h)) / (2 * h)
+
     for eta in (0.3, 0.5, 1.0):
         ddim, _ = ddim_step(schedule, x, k, den(x, t), eta, z, clip=False)
-        nu = -math.log1p(-eta ** 2 * -math.expm1(-2 * h)) / (2 * h)
+        nu = same_added_variance(eta, h)
         steps = []
         sample_dpmpp_2m_sde(den, x, levels, [t, s], lambda like: z, nu, clip=False,
                             callback=lambda info: steps.append(info["x"]))
         torch.testing.assert_close(steps[1], ddim, atol=2e-5, rtol=0)
         assert 0 < nu <= sde_noise_fraction(eta) + 1e-12  # a coarse step adds less than the limit's rate
     # a short step: DDIM's variance per step is the SDE's with nu = eta^2
-    assert abs(-math.log1p(-0.25 * -math.expm1(-2e-4)) / 2e-4 - sde_noise_fraction(0.5)) < 1e-4
+    assert abs(same_added_variance(0.5, 1e-4) - sde_noise_fraction(0.5)) < 1e-4
     with pytest.raises(ValueError, match="outside 0..1"):
         sde_noise_fraction(1.5)
 
