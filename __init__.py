@@ -4,7 +4,7 @@ ComfyUI loads this file; importing it registers the node classes and our model f
 loads no model and touches no network.
 """
 from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
-from .nodes.runtime import register_model_folders
+from .runtime import register_model_folders
 
 register_model_folders()
 

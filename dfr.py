@@ -70,7 +70,7 @@ def convert(args) -> int:
 def verify(args) -> int:
     import_pack()
     from diffusion_face_restore.models.manifest import manifest_entry, verify_file
-    from diffusion_face_restore.nodes import runtime
+    from diffusion_face_restore import runtime
 
     if args.models_dir:
         runtime.set_models_dir(args.models_dir)
@@ -99,7 +99,7 @@ def verify(args) -> int:
 
 def default_models_dir(given: str | None) -> str:
     """--models-dir, $DFR_MODELS_DIR, or ComfyUI/models when the pack sits in ComfyUI/custom_nodes."""
-    from diffusion_face_restore.nodes import runtime
+    from diffusion_face_restore import runtime
 
     if given:
         return given
@@ -130,7 +130,7 @@ def download(args) -> int:
 
 def batch(args) -> int:
     import_pack()
-    from diffusion_face_restore.nodes import runtime
+    from diffusion_face_restore import runtime
     from diffusion_face_restore.nodes.headless import run_folder
     from diffusion_face_restore.nodes.video_batch import is_video, run_video
 

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pack_import import import_pack, shared_dir  # noqa: E402
 
 import_pack()
-from diffusion_face_restore.nodes import runtime  # noqa: E402
+from diffusion_face_restore import runtime  # noqa: E402
 from diffusion_face_restore.nodes.face_nodes import HAAR, PARSING_FILES, FaceDetect, PasteBack  # noqa: E402
 from diffusion_face_restore.nodes.workflow_builder import defaults_of  # noqa: E402
 

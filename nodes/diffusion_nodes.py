@@ -17,7 +17,7 @@ from ..face.faces import FaceSet
 from ..face.image import check_finite, check_image_batch
 from ..models import FACE_DIFFUSION, ModelDescriptor
 from ..models.degradation import Degradation
-from . import runtime
+from .. import runtime
 from .loading import find_weights, load_managed, weights_check
 from .types import CATEGORY_DIFFUSION, DEGRADATION, DIFFUSION_STATE, FACE_DIFFUSION_TYPE, FACES, MODEL_FOLDER_OPTION, expect
 

@@ -13,7 +13,7 @@ import torch
 from ..face.image import check_image_batch
 from ..models import DEGRADATION_MODEL
 from ..models.degradation import SEVERITY_NAMES, Degradation, DegradationModel
-from . import runtime
+from .. import runtime
 from .loading import find_weights, load_managed, weights_check
 from .types import CATEGORY_DR_BFR, DEGRADATION, DEGRADATION_MODEL_TYPE, MODEL_FOLDER_OPTION, expect
 

@@ -14,7 +14,7 @@ from ..face.image import check_finite, check_image_batch
 from ..models import FACE_RESTORATION, build_model, identify
 from ..models.checkpoint import CheckpointError, load_state_dict
 from ..models.face_restorers import RESIZE_MODES, FaceRestorer, from_descriptor
-from . import runtime
+from .. import runtime
 from .loading import find_weights, weights_check
 from .types import CATEGORY_FACES, FACE_ENHANCER, FP16_OVERFLOW_HINT, MODEL_FOLDER_OPTION
 

@@ -18,7 +18,7 @@ from ..face.paste import PasteSettings, paste_faces
 from ..face.preview import draw_detections, no_face_placeholder
 from ..face.selection import SELECTION_MODES
 from ..models import FACE_DETECTION, FACE_PARSING
-from . import runtime
+from .. import runtime
 from .loading import find_weights, load_managed, weights_check
 from .types import CATEGORY_FACES, FACES, FP16_OVERFLOW_HINT, expect
 

@@ -18,7 +18,7 @@ import torch
 from PIL import Image, ImageOps
 
 from ..training.data import IMAGE_EXTENSIONS
-from . import runtime
+from .. import runtime
 from .diffusion_nodes import DifFaceInit, DR2GuidedSampler, FaceDiffusionLoader
 from .enhancer_nodes import Enhancer, FaceEnhancerLoader, spandrel_loader
 from .face_nodes import FaceDetect, PasteBack

@@ -12,7 +12,7 @@ import torch
 
 from ..models import ModelDescriptor, load_model
 from ..models.checkpoint import CheckpointError
-from . import runtime
+from .. import runtime
 
 _cache: dict[tuple, tuple[ModelDescriptor, runtime.ManagedModule]] = {}
 _lock = threading.Lock()

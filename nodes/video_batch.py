@@ -24,7 +24,7 @@ import torch
 
 from ..face.find import detect_frames, faces_from_tracks
 from ..face.tracking import TrackedFace, link_tracks, smooth_tracks
-from . import runtime
+from .. import runtime
 from .face_nodes import make_detector
 from .headless import Pipeline
 

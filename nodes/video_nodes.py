@@ -7,7 +7,7 @@ from ..face.find import detect_frames, faces_from_tracks
 from ..face.image import check_finite, check_image_batch
 from ..face.temporal import blend_along_tracks
 from ..face.tracking import link_tracks, smooth_tracks
-from . import runtime
+from .. import runtime
 from .face_nodes import CROP_SIZE_CHOICES, DETECTOR_CHOICES, FaceDetect, expect_faces, face_outputs, make_detector
 from .types import CATEGORY_FACES, FACES
 

@@ -45,7 +45,7 @@ def aligned_faces() -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def dr2_prior(tmp_path_factory):
     """DR2's reduced official-layout test network, loaded through FaceDiffusionLoader."""
-    from diffusion_face_restore.nodes import runtime
+    from diffusion_face_restore import runtime
 
     yield load_reduced_dr2_prior(golden_path("checkpoints", "dr2", "reduced", "DR2_reduced.pkl"), str(tmp_path_factory.mktemp("models")))
     runtime.set_models_dir(None)

@@ -9,7 +9,7 @@ from diffusion_face_restore.diffusion.difface import difface_init
 from diffusion_face_restore.diffusion.schedule import Schedule
 from diffusion_face_restore.models.checkpoint import load_state_dict
 from diffusion_face_restore.models.convert import convert_to_safetensors
-from diffusion_face_restore.nodes import runtime
+from diffusion_face_restore import runtime
 from diffusion_face_restore.nodes.diffusion_nodes import DifFaceInit, DR2GuidedSampler, FaceDiffusionLoader
 
 CASE = "difface_reduced_aligned_default_schedule"

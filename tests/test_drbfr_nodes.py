@@ -8,7 +8,7 @@ import torch
 from testdata import to_image_batch
 
 from diffusion_face_restore.models.degradation import DegradationModel, DRMConfig
-from diffusion_face_restore.nodes import runtime
+from diffusion_face_restore import runtime
 from diffusion_face_restore.nodes.drbfr_nodes import (
     DegradationEncoder, DegradationModelLoader, DRControlNetApply, add_tokens,
 )

@@ -9,7 +9,7 @@ import torch
 from testdata import golden, golden_path
 from diffusion_face_restore.models import load_model
 from diffusion_face_restore.models.sparnet import SPARNet, fold_spectral_norm, infer_config
-from diffusion_face_restore.nodes import runtime
+from diffusion_face_restore import runtime
 from diffusion_face_restore.nodes.enhancer_nodes import Enhancer, FaceEnhancerLoader
 
 CASE = "dr2_reduced_N4_tau22"

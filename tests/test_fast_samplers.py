@@ -126,7 +126,7 @@ def test_eta_means_ddims_eta_on_the_fast_sampler_and_1_samples_the_posterior(pro
 def difface_prior(tmp_path_factory):
     from testdata import golden_path
     from diffusion_face_restore.models.convert import convert_to_safetensors
-    from diffusion_face_restore.nodes import runtime
+    from diffusion_face_restore import runtime
     from diffusion_face_restore.nodes.diffusion_nodes import FaceDiffusionLoader
 
     root = tmp_path_factory.mktemp("models")

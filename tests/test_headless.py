@@ -77,7 +77,7 @@ def test_batch_restores_a_folder_and_skips_finished_files_on_a_rerun(tmp_path, a
 
 
 def test_a_pipeline_names_every_missing_file_before_it_loads_anything(tmp_path):
-    from diffusion_face_restore.nodes import runtime
+    from diffusion_face_restore import runtime
     from diffusion_face_restore.nodes.headless import Pipeline
 
     runtime.set_models_dir(str(tmp_path))

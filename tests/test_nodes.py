@@ -10,7 +10,7 @@ import torch
 from testdata import ROOT, facexlib_module, randomize_batchnorm, to_image_batch
 from diffusion_face_restore import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from diffusion_face_restore.face.faces import FaceSet
-from diffusion_face_restore.nodes import runtime
+from diffusion_face_restore import runtime
 from diffusion_face_restore.nodes.face_nodes import FaceDetect, PasteBack
 from diffusion_face_restore.nodes.types import CATEGORY_ROOT
 

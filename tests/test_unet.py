@@ -105,7 +105,7 @@ def test_p2_weighting_prior_loads_as_dr2s_architecture(tmp_path):
     from dataclasses import asdict
 
     from diffusion_face_restore.models.manifest import manifest_entry, verify_file
-    from diffusion_face_restore.nodes import runtime
+    from diffusion_face_restore import runtime
     from diffusion_face_restore.nodes.diffusion_nodes import FaceDiffusionLoader
 
     torch.manual_seed(0)

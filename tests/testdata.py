@@ -31,7 +31,7 @@ def load_reduced_dr2_prior(source: str, models_root: str):
     converted into models_root/face_diffusion and loaded by FaceDiffusionLoader, fp32. Leaves the
     pack's models folder set to models_root (runtime.set_models_dir(None) resets it)."""
     from diffusion_face_restore.models.convert import convert_to_safetensors
-    from diffusion_face_restore.nodes import runtime
+    from diffusion_face_restore import runtime
     from diffusion_face_restore.nodes.diffusion_nodes import FaceDiffusionLoader
 
     os.makedirs(os.path.join(models_root, "face_diffusion"), exist_ok=True)

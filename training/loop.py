@@ -5,7 +5,7 @@ import csv
 import os
 import time
 
-from ..nodes.runtime import TerminalProgress
+from ..runtime import TerminalProgress
 from .checkpoints import Resumable
 
 

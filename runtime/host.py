@@ -2,7 +2,7 @@
 
 It answers: which device and dtype; put this network on the device (through ComfyUI's
 ModelPatcher + load_models_gpu, so our models share VRAM management with every other model);
-report progress with a preview image; stop if the user pressed cancel; where model folders are.
+ComfyUI's progress bar; stop if the user pressed cancel; where model folders are.
 
 Without ComfyUI (tests, headless runs) it falls back to plain torch: the best available device,
 a terminal progress bar, no cancel, and model folders under $DFR_MODELS_DIR (or set_models_dir).
@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
-import threading
-import time
 
 import torch
 
@@ -37,7 +34,6 @@ MODEL_FOLDERS = {
     "facerestore_models": "face restorers (SPARNetHD, GFPGAN, RestoreFormer, CodeFormer), shared with other face packs",
     "degradation_models": "DR-BFR degradation representation bundles (DRM + token projector), trained with dfr.py",
 }
-PREVIEW_MAX_SIZE = 512
 
 
 # --- devices and dtypes -------------------------------------------------------------------------
@@ -140,7 +136,7 @@ class ManagedModule:
         return self.module
 
 
-# --- progress and cancel --------------------------------------------------------------------------
+# --- cancel ----------------------------------------------------------------------------------------
 
 def check_cancel():
     """Raise ComfyUI's interrupt exception if the user pressed cancel (no-op without ComfyUI)."""
@@ -148,57 +144,9 @@ def check_cancel():
         _model_management.throw_exception_if_processing_interrupted()
 
 
-_terminal_lock = threading.Lock()
-
-
-class TerminalProgress:
-    """A progress line for long runs without ComfyUI (headless restoration, training).
-
-    `update()` redraws one stderr line, only on a terminal or with DFR_PROGRESS=1.
-    """
-
-    def __init__(self, total: int, description: str = "", start: int = 0):
-        self.total, self.current, self.description = max(1, int(total)), int(start), description
-        self.started = time.monotonic()
-        self.enabled = sys.stderr.isatty() or os.environ.get("DFR_PROGRESS") == "1"
-
-    def update(self, steps: int = 1, note: str = ""):
-        self.current = min(self.total, self.current + steps)
-        if not self.enabled:
-            return
-        width = 30
-        filled = int(width * self.current / self.total)
-        elapsed = time.monotonic() - self.started
-        with _terminal_lock:
-            sys.stderr.write(f"\r{self.description} [{'#' * filled}{'.' * (width - filled)}] {self.current}/{self.total} {elapsed:.0f}s {note}")
-            if self.current >= self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
-class Progress:
-    """A progress bar: ComfyUI's (with preview images) or a terminal one. Ticks are cancel points."""
-
-    def __init__(self, total: int, description: str = ""):
-        self.total = max(1, int(total))
-        self.current = 0
-        self._bar = _comfy_utils.ProgressBar(self.total) if IN_COMFYUI else None
-        self._terminal = None if IN_COMFYUI else TerminalProgress(self.total, description)
-
-    def update(self, steps: int = 1, preview: torch.Tensor | None = None):
-        """Advance; `preview` is an optional [H, W, 3] image in 0..1 shown in the UI."""
-        self.current = min(self.total, self.current + steps)
-        if self._bar is not None:
-            self._bar.update_absolute(self.current, self.total, _preview_tuple(preview) if preview is not None else None)
-        else:
-            self._terminal.update(steps)
-
-
-def _preview_tuple(image: torch.Tensor):
-    from PIL import Image
-
-    array = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    return "JPEG", Image.fromarray(array[..., :3]), PREVIEW_MAX_SIZE
+def comfy_progress_bar(total: int):
+    """ComfyUI's progress bar for the running node (None without ComfyUI)."""
+    return _comfy_utils.ProgressBar(total) if IN_COMFYUI else None
 
 
 # --- model folders ---------------------------------------------------------------------------------

@@ -1,0 +1,34 @@
+"""The runtime seam, below everything that runs networks (the restoration pipelines, the nodes,
+training): devices and dtypes, network placement, cancel, progress and model folders, through
+ComfyUI's model management when the pack runs inside ComfyUI and plain torch otherwise.
+
+`host` is the one module of the pack that imports ComfyUI (comfy.*, folder_paths).
+"""
+from .host import (
+    IN_COMFYUI,
+    MODEL_FOLDERS,
+    PRECISIONS,
+    ManagedModule,
+    check_cancel,
+    find_model_file,
+    free_cached_memory,
+    is_out_of_memory,
+    items_that_fit,
+    list_model_files,
+    log,
+    model_search_paths,
+    offload_device,
+    output_device,
+    pick_dtype,
+    register_model_folders,
+    set_models_dir,
+    torch_device,
+)
+from .progress import Progress, TerminalProgress
+
+__all__ = [
+    "IN_COMFYUI", "MODEL_FOLDERS", "PRECISIONS", "ManagedModule", "Progress", "TerminalProgress", "check_cancel",
+    "find_model_file", "free_cached_memory", "is_out_of_memory", "items_that_fit", "list_model_files", "log",
+    "model_search_paths", "offload_device", "output_device", "pick_dtype", "register_model_folders",
+    "set_models_dir", "torch_device",
+]
