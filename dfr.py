@@ -27,7 +27,7 @@
         interrupted run resumes from its last finished chunk (OUTPUT.work/).
 
     python dfr.py workflows [--check]
-        Write the workflow templates in workflows/ from their descriptions (nodes/workflow_builder.py),
+        Write the workflow templates in workflows/ from their descriptions (tools/workflow_templates.py),
         or with --check report those that differ. Their thumbnails: benchmarks/readme_pictures.py.
 
     python dfr.py train-drm CONFIG.json [--set KEY=VALUE ...]
@@ -131,8 +131,8 @@ def download(args) -> int:
 def batch(args) -> int:
     import_pack()
     from diffusion_face_restore import runtime
-    from diffusion_face_restore.nodes.headless import run_folder
-    from diffusion_face_restore.nodes.video_batch import is_video, run_video
+    from diffusion_face_restore.restore.photos import restore_folder
+    from diffusion_face_restore.restore.video import is_video, restore_video
 
     runtime.set_models_dir(default_models_dir(args.models_dir))
     try:
@@ -140,10 +140,10 @@ def batch(args) -> int:
             output = args.output_dir
             if os.path.isdir(output) or output.endswith(os.sep):
                 output = os.path.join(output, os.path.splitext(os.path.basename(args.input_dir))[0] + ".mp4")
-            result = run_video(args.pipeline, args.input_dir, output, args.seed, parse_overrides(args.set), args.chunk_frames)
+            result = restore_video(args.pipeline, args.input_dir, output, args.seed, parse_overrides(args.set), args.chunk_frames)
             print(f"restored {result['frames']} frames in {result['chunks']} chunks ({result['resumed_chunks']} finished before) -> {output}")
             return 0
-        result = run_folder(args.pipeline, args.input_dir, args.output_dir, args.seed, parse_overrides(args.set))
+        result = restore_folder(args.pipeline, args.input_dir, args.output_dir, args.seed, parse_overrides(args.set))
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -169,7 +169,7 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 def workflows(args) -> int:
     import_pack()
-    from diffusion_face_restore.nodes.workflow_builder import write_workflows
+    from diffusion_face_restore.tools.workflow_templates import write_workflows
 
     changed = write_workflows(check=args.check)
     if args.check and changed:

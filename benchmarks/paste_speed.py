@@ -25,12 +25,10 @@ from pack_import import import_pack, shared_dir  # noqa: E402
 
 import_pack()
 from diffusion_face_restore import runtime  # noqa: E402
-from diffusion_face_restore.nodes.face_nodes import HAAR, PARSING_FILES, FaceDetect, PasteBack  # noqa: E402
-from diffusion_face_restore.nodes.workflow_builder import defaults_of  # noqa: E402
+from diffusion_face_restore.restore.faces import HAAR, PARSING_FILES, detect_faces, paste_back  # noqa: E402
 
-# the nodes at their widget defaults; the built-in detector needs no weights
-DETECT = {**defaults_of("FaceDetect"), "detector": HAAR}
-PASTE = defaults_of("PasteBack")
+# FaceDetect's and PasteBack's defaults (the functions' defaults are the nodes'); the built-in detector
+# needs no weights
 
 
 def write_parsers(folder: str):
@@ -60,18 +58,18 @@ def main():
         os.mkdir(os.path.join(models, "facedetection"))
         write_parsers(os.path.join(models, "facedetection"))
         runtime.set_models_dir(models)
-        faces, crops, _, count = FaceDetect().detect(image, **DETECT)
+        faces = detect_faces(image, HAAR)
+        crops, count = faces.crops, len(faces)
         print(f"{args.photo}: {photo.shape[1]}x{photo.shape[0]}, {count} faces, torch threads {torch.get_num_threads()}")
         print("| parsing | PasteBack s (median) | added to none s | added per face s |")
         print("|---|---|---|---|")
         baseline = None
         for parsing in ("none", "bisenet", "parsenet"):
-            settings = {**PASTE, "parsing": parsing}
-            PasteBack().paste(image, faces, crops, **settings)  # warm-up: file read, allocations
+            paste_back(image, faces, crops, parsing=parsing)  # warm-up: file read, allocations
             times = []
             for _ in range(args.repeats):
                 start = time.perf_counter()
-                PasteBack().paste(image, faces, crops, **settings)
+                paste_back(image, faces, crops, parsing=parsing)
                 times.append(time.perf_counter() - start)
             median = statistics.median(times)
             baseline = median if baseline is None else baseline

@@ -32,13 +32,12 @@ from diffusion_face_restore.diffusion.dr2 import prepare_guide  # noqa: E402
 from diffusion_face_restore.diffusion.lowpass import LowPass  # noqa: E402
 from diffusion_face_restore.diffusion.samplers import best_spacing, q_sample  # noqa: E402
 from diffusion_face_restore.diffusion.schedule import NoiseLevels, Schedule  # noqa: E402
-from diffusion_face_restore.nodes import workflow_builder as templates  # noqa: E402
-from diffusion_face_restore.nodes.face_nodes import HAAR, FaceDetect, PasteBack  # noqa: E402
-from diffusion_face_restore.nodes.video_nodes import FaceTrack  # noqa: E402
+from diffusion_face_restore.restore.faces import HAAR, detect_faces, detection_previews, paste_back, track_faces  # noqa: E402
+from diffusion_face_restore.restore.pipelines import DR2_FAST_CALLS, FAST_DIFFACE_SAMPLER, FAST_DR2_SAMPLER  # noqa: E402
+from diffusion_face_restore.tools import workflow_templates as templates  # noqa: E402
 
 TILE = 256
 LABEL_HEIGHT = 22
-DETECT = {**templates.defaults_of("FaceDetect"), "detector": HAAR}  # the node's defaults, the built-in detector
 # blur 3, x4 down, noise 10/255, JPEG 50: a clearly damaged face
 DEGRADATION = DegradationParams(3.0, 3.0, 0.0, 4.0, 10.0, 50)
 
@@ -124,12 +123,14 @@ class Photos:
 
         self.astronaut = torch.from_numpy(skimage.data.astronaut().astype(np.float32) / 255)[None]
         self.degraded = degrade(self.astronaut)
-        self.crop = FaceDetect().detect(self.astronaut, **DETECT)[1][:1]
-        self.degraded_crop = FaceDetect().detect(self.degraded, **DETECT)[1][:1]
+        # FaceDetect's defaults (the function's defaults are the node's), the built-in detector
+        self.crop = detect_faces(self.astronaut, HAAR).crops[:1]
+        self.degraded_crop = detect_faces(self.degraded, HAAR).crops[:1]
         shared = shared_dir()
         group = os.path.join(shared, "images", "whole", "difface_whole_00.jpg") if shared else None
         self.group = load_photo(group) if group and os.path.exists(group) else self.astronaut
-        self.group_faces, self.group_crops, self.group_preview, _ = FaceDetect().detect(self.group, **DETECT)
+        self.group_faces = detect_faces(self.group, HAAR)
+        self.group_crops, self.group_preview = self.group_faces.crops, detection_previews(self.group, self.group_faces)
 
 
 def readme_pictures(photos: Photos, out: str):
@@ -149,8 +150,8 @@ def readme_pictures(photos: Photos, out: str):
 
 
 def paste_mask(photo: torch.Tensor) -> torch.Tensor:
-    faces, crops, _, _ = FaceDetect().detect(photo, **DETECT)
-    return PasteBack().paste(photo, faces, crops, 1.0, "none", "none", False, 0.1, 0.1)[1][0]
+    faces = detect_faces(photo, HAAR)
+    return paste_back(photo, faces, faces.crops)[1][0]
 
 
 def icon(photos: Photos, out: str):
@@ -168,8 +169,8 @@ def tracked_clip(photos: Photos, frames: int = 30) -> tuple[torch.Tensor, torch.
     built-in detector: (previews, crops), one face per frame."""
     photo = to_uint8(photos.astronaut[0])
     clip = render_clip(photo, camera_path(frames, photo.shape[:2]), noise=6, jpeg=70, seed=0)
-    _, crops, previews, _ = FaceTrack().track(clip, HAAR, "512", DETECT["min_confidence"], DETECT["min_face_size"], 0, 0.5, 5, 3)
-    return previews, crops
+    faces = track_faces(clip, HAAR)  # FaceTrack's defaults
+    return detection_previews(clip, faces), faces.crops
 
 
 def thumbnails(photos: Photos, out: str) -> dict[str, Image.Image]:
@@ -177,10 +178,10 @@ def thumbnails(photos: Photos, out: str) -> dict[str, Image.Image]:
     degraded_photo = to_uint8(photos.degraded[0, 60:380, 120:440])
     difface_start = ("diffused to K = 100 (t = 400)", diffused(photos.degraded_crop, 512, "ddim250", 100))
     previews, track_crops = tracked_clip(photos)
-    fast = templates.FAST_DIFFACE_SAMPLER
+    fast = FAST_DIFFACE_SAMPLER
     grid = NoiseLevels().timesteps(400, fast["steps"], best_spacing(fast["sampler"], fast["eta"]))
     grid_shown = [grid[len(grid) // 3], grid[2 * len(grid) // 3]]
-    dr2_respacing = templates.FAST_DR2_SAMPLER["respacing"]
+    dr2_respacing = FAST_DR2_SAMPLER["respacing"]
     dr2_fast = Schedule(dr2_respacing)
     dr2_fast_omega = dr2_fast.index_for_fraction(42)
     cards = {
@@ -202,7 +203,7 @@ def thumbnails(photos: Photos, out: str) -> dict[str, Image.Image]:
         templates.DR2_NAME: ("DR2", [
             ("degraded crop", degraded_crop), ("diffused to omega = 42", diffused(photos.degraded_crop, 256, "100", 42)),
             ("DR2 keeps, N = 4", kept_by_dr2(photos.degraded_crop, 4)), ("DR2 keeps, N = 16", kept_by_dr2(photos.degraded_crop, 16))]),
-        templates.DR2_FAST_NAME: (f"DR2 fast: {templates.DR2_FAST_CALLS} UNet calls", [
+        templates.DR2_FAST_NAME: (f"DR2 fast: {DR2_FAST_CALLS} UNet calls", [
             ("degraded crop", degraded_crop), (f"respacing {dr2_respacing}: omega at t = {dr2_fast.timestep_map[dr2_fast_omega]}",
                                                diffused(photos.degraded_crop, 256, dr2_respacing, dr2_fast_omega)),
             ("DR2 keeps, N = 4", kept_by_dr2(photos.degraded_crop, 4)), ("DR2 keeps, N = 16", kept_by_dr2(photos.degraded_crop, 16))]),

@@ -55,7 +55,7 @@ from diffusion_face_restore.diffusion.samplers import (  # noqa: E402
     best_spacing, q_sample, sample_ddim, sample_dpmpp_2m, sample_dpmpp_2m_sde, sample_dr2, sample_fast, sde_noise_fraction,
 )
 from diffusion_face_restore.diffusion.schedule import SPACINGS, NoiseLevels, Schedule  # noqa: E402
-from diffusion_face_restore.nodes.workflow_builder import FAST_DIFFACE_SAMPLER  # noqa: E402
+from diffusion_face_restore.restore.pipelines import FAST_DIFFACE_SAMPLER  # noqa: E402
 from diffusion_face_restore.training.evaluation import real_faces  # noqa: E402
 
 DDIM_CALLS = (10, 20, 25, 50, 100)

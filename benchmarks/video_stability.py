@@ -42,11 +42,9 @@ from diffusion_face_restore.degradations.camera_path import camera_path, moved_p
 from diffusion_face_restore.face.detection.haar import HaarDetector  # noqa: E402
 from diffusion_face_restore.face.find import detect_frames, faces_from_tracks, find_faces  # noqa: E402
 from diffusion_face_restore.face.tracking import link_tracks, smooth_tracks  # noqa: E402
-from diffusion_face_restore.nodes.face_nodes import PasteBack  # noqa: E402
-from diffusion_face_restore.nodes.workflow_builder import defaults_of  # noqa: E402
-from diffusion_face_restore.nodes.video_nodes import FaceTemporalBlend  # noqa: E402
-
-PASTE = defaults_of("PasteBack")  # the node's defaults: no parsing, facexlib's erosion and feather
+# PasteBack's defaults throughout (the function's defaults are the node's): no parsing, facexlib's
+# erosion and feather
+from diffusion_face_restore.restore.faces import blend_over_time, paste_back  # noqa: E402
 
 
 def read_video(path: str, limit: int | None = None) -> torch.Tensor:
@@ -140,28 +138,27 @@ def flicker(clip: torch.Tensor, pasted: torch.Tensor, mask: torch.Tensor) -> flo
 
 
 def flicker_table(clip: torch.Tensor, detections, detector):
-    from diffusion_face_restore.nodes.diffusion_nodes import DR2GuidedSampler
+    from diffusion_face_restore.restore.sampling import sample_faces
 
     per_frame = find_faces(clip, detector, 512, min_score=0.8, min_size=16)
     tracked = faces_from_tracks(clip, smooth_tracks(link_tracks(detections), clip.shape[0], 0.5), 512)
     rows = []
     for label, faces in (("per-frame FaceDetect", per_frame), ("FaceTrack", tracked)):
-        pasted, mask = PasteBack().paste(clip, faces, faces.crops, **PASTE)
+        pasted, mask = paste_back(clip, faces, faces.crops)
         rows.append([label, "identity (crops as they are)", f"{flicker(clip, pasted, mask):.3f}"])
     prior = reduced_dr2_prior()
     if prior is None:
         return rows
-    sampler = DR2GuidedSampler()
     for label, faces in (("per-frame FaceDetect", per_frame), ("FaceTrack", tracked)):
         for same in ((False, True) if label == "FaceTrack" else (False,)):
-            restored = sampler.sample(prior, 3, 4, 22, 0, 0.5, "25", guide=faces.crops, faces=faces, same_noise_per_person=same)[0]
-            pasted, mask = PasteBack().paste(clip, faces, restored, **PASTE)
+            restored = sample_faces(prior, 3, 4, 22, 0, 0.5, "25", guide=faces.crops, faces=faces, same_noise_per_person=same)[0]
+            pasted, mask = paste_back(clip, faces, restored)
             noise = "same noise per person" if same else "independent noise"
             rows.append([label, f"DR2 (reduced test network), {noise}", f"{flicker(clip, pasted, mask):.3f}"])
             if label == "FaceTrack":
                 for strength in (0.3, 0.6):
-                    blended = FaceTemporalBlend().blend(restored, faces, strength)[0]
-                    pasted, mask = PasteBack().paste(clip, faces, blended, **PASTE)
+                    blended = blend_over_time(restored, faces, strength)
+                    pasted, mask = paste_back(clip, faces, blended)
                     rows.append([label, f"DR2, {noise}, FaceTemporalBlend {strength}", f"{flicker(clip, pasted, mask):.3f}"])
     return rows
 
@@ -179,8 +176,8 @@ def blend_cost(detector, frames: int = 120):
     faces = faces_from_tracks(clip, tracked, 512)
     rows = []
     for strength in (0.0, 0.3, 0.6):
-        crops = FaceTemporalBlend().blend(faces.crops, faces, strength)[0]
-        pasted, mask = PasteBack().paste(clip, faces, crops, **PASTE)
+        crops = blend_over_time(faces.crops, faces, strength)
+        pasted, mask = paste_back(clip, faces, crops)
         low = [np.stack([cv2.GaussianBlur(np.ascontiguousarray(frame), (0, 0), 2.0) for frame in x.numpy()]) for x in (pasted, clip)]
         region = mask.numpy()[..., None] > 0.5
         smear = float(np.sqrt(((low[0] - low[1]) ** 2 * region).sum() / (region.sum() * 3))) * 255
@@ -214,7 +211,7 @@ def exact_prior_flicker(clip: torch.Tensor, detector, size: int = 64):
         return torch.cat([eps, -torch.ones_like(eps)], 1)
 
     def measured(crops):
-        pasted, mask = PasteBack().paste(clip, faces, crops, **PASTE)
+        pasted, mask = paste_back(clip, faces, crops)
         return flicker(clip, pasted, mask)
 
     y = crops_to_tensor(faces.crops, size) * 2 - 1
@@ -263,8 +260,8 @@ import os, sys, resource, tempfile, cv2, numpy as np, skimage.data
 sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r})
 from pack_import import import_pack; import_pack()
 from diffusion_face_restore.degradations.camera_path import camera_path, render_clip
-from diffusion_face_restore.nodes import headless, video_batch
-from diffusion_face_restore.nodes.face_nodes import HAAR, PasteBack
+from diffusion_face_restore.restore import pipelines, video
+from diffusion_face_restore.restore.faces import HAAR, paste_back
 photo = skimage.data.astronaut()
 work = tempfile.mkdtemp(); source = os.path.join(work, 'clip.mp4')
 writer = cv2.VideoWriter(source, cv2.VideoWriter_fourcc(*'mp4v'), 20.0, (512, 512))
@@ -272,13 +269,13 @@ for start in range(0, {frames}, 30):
     for frame in render_clip(photo, camera_path({frames}, (512, 512))[start:start + 30]):
         writer.write((frame.numpy() * 255).round().astype(np.uint8)[..., ::-1])
 writer.release()
-headless.PIPELINES['identity'] = {{**headless.PIPELINES['dr2'], 'detect': {{**headless.PIPELINES['dr2']['detect'], 'detector': HAAR}}}}
-headless.missing_weights = lambda settings: []
-headless.FaceDiffusionLoader.load = lambda self, *a, **k: (None,)
-headless.FaceEnhancerLoader.load = lambda self, *a, **k: (None,)
-headless.Pipeline.restore = lambda self, photo, faces, crops, seed, same_noise_per_person=False: PasteBack().paste(photo, faces, crops, 1.0, 'none', 'none', False, 0.1, 0.1)[0]
+pipelines.PIPELINES['identity'] = {{**pipelines.PIPELINES['dr2'], 'detect': {{**pipelines.PIPELINES['dr2']['detect'], 'detector': HAAR}}}}
+pipelines.missing_weights = lambda settings: []
+pipelines.load_prior = lambda *a, **k: None
+pipelines.load_face_enhancer = lambda *a, **k: None
+pipelines.Pipeline.restore = lambda self, photo, faces, crops, seed, same_noise_per_person=False: paste_back(photo, faces, crops)[0]
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-video_batch.run_video('identity', source, os.path.join(work, 'out.mp4'), chunk_frames=24, report=lambda *a: None)
+video.restore_video('identity', source, os.path.join(work, 'out.mp4'), chunk_frames=24, report=lambda *a: None)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, before / 1024)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

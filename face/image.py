@@ -4,6 +4,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+# the photo files read from folders (batch restoration, training faces)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
 
 def rgb_view(photo: np.ndarray) -> np.ndarray:
     """The RGB channels of an HxWxC photo: grey (C = 1 or 2) is repeated, alpha is dropped."""

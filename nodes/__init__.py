@@ -1,6 +1,6 @@
-"""ComfyUI nodes: schemas plus short execute methods; the work happens in face/, models/, diffusion/."""
-from .drbfr_nodes import DegradationEncoder, DegradationModelLoader, DRControlNetApply
+"""ComfyUI nodes: schemas, ComfyUI types in and out, and one call into restore/, where the work happens."""
 from .diffusion_nodes import DifFaceInit, DR2GuidedSampler, FaceDiffusionLoader
+from .drbfr_nodes import DegradationEncoder, DegradationModelLoader, DRControlNetApply
 from .enhancer_nodes import Enhancer, FaceEnhancerLoader
 from .face_nodes import FaceDetect, PasteBack
 from .video_nodes import FaceTemporalBlend, FaceTrack

@@ -1,38 +1,19 @@
 """DR-BFR: the degradation model loader, DegradationEncoder and DR-ControlNetApply.
 
 The ControlNet itself is ComfyUI's (ControlNetLoader reads the file our stage-2 exporter writes);
-this module only computes the degradation tokens and adds them to the conditioning.
+the degradation tokens come from restore/degradation.py, and this module adds them to ComfyUI's
+conditioning.
 """
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
-
 import torch
 
-from ..face.image import check_image_batch
-from ..models import DEGRADATION_MODEL
-from ..models.degradation import SEVERITY_NAMES, Degradation, DegradationModel
 from .. import runtime
-from .loading import find_weights, load_managed, weights_check
-from .types import CATEGORY_DR_BFR, DEGRADATION, DEGRADATION_MODEL_TYPE, MODEL_FOLDER_OPTION, expect
-
-log = logging.getLogger("diffusion_face_restore")
-
-DEGRADATION_FOLDER = "degradation_models"
-ENCODER_CHUNK = 16  # faces per encoder call (the DRM is small; this bounds activation memory)
-
-
-@dataclass(eq=False)
-class DegradationModelHandle:
-    """A loaded DRM bundle (the DEGRADATION_MODEL value)."""
-
-    name: str
-    managed: runtime.ManagedModule
-
-    @property
-    def model(self) -> DegradationModel:
-        return self.managed.module
+from ..face.image import check_image_batch
+from ..models.degradation import Degradation
+from ..restore.checks import expect
+from ..restore.degradation import DEGRADATION_FOLDER, degradation_model_check, encode_degradation, load_degradation_model
+from .types import CATEGORY_DR_BFR, DEGRADATION, DEGRADATION_MODEL_TYPE, MODEL_FOLDER_OPTION
 
 
 def add_tokens(conditioning: list, tokens: torch.Tensor) -> list:
@@ -77,15 +58,10 @@ class DegradationModelLoader:
 
     @classmethod
     def VALIDATE_INPUTS(cls, model_name):
-        return weights_check(DEGRADATION_FOLDER, model_name, "DegradationModelLoader")
+        return degradation_model_check(model_name)
 
     def load(self, model_name):
-        path = find_weights(DEGRADATION_FOLDER, model_name, "DegradationModelLoader")
-        descriptor, managed = load_managed(path, (DEGRADATION_MODEL,))
-        descriptor.module.eval()
-        tokens = descriptor.config["tokens"]
-        log.info("degradation model %s: %s", model_name, f"{tokens} tokens of {descriptor.config['context_dim']}" if tokens else "no projector")
-        return (DegradationModelHandle(model_name, managed),)
+        return (load_degradation_model(model_name),)
 
 
 class DegradationEncoder:
@@ -113,31 +89,8 @@ class DegradationEncoder:
         }
 
     def encode(self, degradation_model, crops):
-        expect(degradation_model, DegradationModelHandle, "DegradationEncoder", "DegradationModelLoader's output")
-        crops = check_image_batch(crops, "crops")
-        model = degradation_model.managed.load()
-        device = degradation_model.managed.device
-        embeddings, severities, tokens = [], [], []
-        with torch.no_grad():
-            for start in range(0, crops.shape[0], ENCODER_CHUNK):
-                part = crops[start:start + ENCODER_CHUNK, ..., :3].movedim(-1, 1).to(device, torch.float32)
-                d = model.encode_faces(part)
-                embeddings.append(d.float().cpu())
-                severities.append(model.severity(d).float().cpu())
-                if model.drm_projector is not None:
-                    tokens.append(model.drm_projector(d).float().cpu())
-                runtime.check_cancel()
-            null_tokens = model.drm_projector.null(1)[0].float().cpu() if model.drm_projector is not None else None
-        dim, width = model.config.dim, len(SEVERITY_NAMES)
-        degradation = Degradation(
-            embedding=torch.cat(embeddings) if embeddings else torch.zeros((0, dim)),
-            severity=torch.cat(severities) if severities else torch.zeros((0, width)),
-            tokens=(torch.cat(tokens) if tokens else torch.zeros((0, model.config.tokens, model.config.context_dim))) if null_tokens is not None else None,
-            null_tokens=null_tokens,
-            model_name=degradation_model.name,
-        )
+        degradation = encode_degradation(degradation_model, crops)
         text = degradation.describe()
-        log.info("DegradationEncoder:\n%s", text)
         return {"ui": {"text": [text]}, "result": (degradation, text)}
 
 

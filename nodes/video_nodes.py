@@ -1,19 +1,11 @@
 """FaceTrack and FaceTemporalBlend: restoring the faces of a clip (an IMAGE batch of frames)."""
 from __future__ import annotations
 
-import logging
-
-from ..face.find import detect_frames, faces_from_tracks
-from ..face.image import check_finite, check_image_batch
-from ..face.temporal import blend_along_tracks
-from ..face.tracking import link_tracks, smooth_tracks
 from .. import runtime
-from .face_nodes import CROP_SIZE_CHOICES, DETECTOR_CHOICES, FaceDetect, expect_faces, face_outputs, make_detector
+from ..face.image import check_image_batch
+from ..restore.faces import CROP_SIZE_CHOICES, TRACKING_DETECTORS, blend_over_time, track_faces
+from .face_nodes import FaceDetect, expect_faces, face_outputs
 from .types import CATEGORY_FACES, FACES
-
-log = logging.getLogger("diffusion_face_restore")
-
-TRACKING_DETECTORS = [d for d in DETECTOR_CHOICES if d != "aligned input"]
 
 
 class FaceTrack:
@@ -63,18 +55,8 @@ class FaceTrack:
     VALIDATE_INPUTS = FaceDetect.VALIDATE_INPUTS
 
     def track(self, images, detector, crop_size, min_confidence, min_face_size, max_faces, smoothing, max_gap, min_track_length):
-        images = check_finite(check_image_batch(images, "FaceTrack's images", allow_empty=False), "FaceTrack's images")
-        progress = runtime.Progress(images.shape[0], "FaceTrack")
-
-        def frame_done(_):
-            progress.update()
-            runtime.check_cancel()
-
-        detections = detect_frames(images, make_detector(detector, min_confidence), min_score=min_confidence,
-                                   min_size=min_face_size, max_faces=max_faces, on_photo=frame_done)
-        tracked = smooth_tracks(link_tracks(detections, max_gap), images.shape[0], smoothing, min_track_length)
-        face_set = faces_from_tracks(images, tracked, int(crop_size), f"{detector}, tracked")
-        log.info("FaceTrack: %s, %d person(s)", face_set.describe(), len(set(face_set.tracks)))
+        images = check_image_batch(images, "FaceTrack's images", allow_empty=False)
+        face_set = track_faces(images, detector, crop_size, min_confidence, min_face_size, max_faces, smoothing, max_gap, min_track_length)
         return face_outputs(images, face_set, "FaceTrack")
 
 
@@ -106,10 +88,7 @@ class FaceTemporalBlend:
 
     def blend(self, restored_crops, faces, strength):
         faces = expect_faces(faces)
-        crops = check_finite(check_image_batch(restored_crops, "restored_crops"), "FaceTemporalBlend's restored_crops")
-        if crops.shape[0] != len(faces):
-            raise ValueError(f"FaceTemporalBlend got {crops.shape[0]} crops for {len(faces)} faces: connect the crops of these faces")
-        if strength <= 0 or len(faces) == 0:
-            return (crops,)
-        blended = blend_along_tracks(crops.detach().cpu().float(), [(f.image_index, f.track) for f in faces.faces], float(strength))
+        blended = blend_over_time(restored_crops, faces, strength)
+        if strength <= 0 or len(faces) == 0:  # passed through where they are
+            return (blended,)
         return (blended.to(runtime.output_device()),)

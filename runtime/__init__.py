@@ -15,7 +15,6 @@ from .host import (
     is_out_of_memory,
     items_that_fit,
     list_model_files,
-    log,
     model_search_paths,
     offload_device,
     output_device,
@@ -28,7 +27,7 @@ from .progress import Progress, TerminalProgress
 
 __all__ = [
     "IN_COMFYUI", "MODEL_FOLDERS", "PRECISIONS", "ManagedModule", "Progress", "TerminalProgress", "check_cancel",
-    "find_model_file", "free_cached_memory", "is_out_of_memory", "items_that_fit", "list_model_files", "log",
+    "find_model_file", "free_cached_memory", "is_out_of_memory", "items_that_fit", "list_model_files",
     "model_search_paths", "offload_device", "output_device", "pick_dtype", "register_model_folders",
     "set_models_dir", "torch_device",
 ]

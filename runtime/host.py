@@ -4,12 +4,12 @@ It answers: which device and dtype; put this network on the device (through Comf
 ModelPatcher + load_models_gpu, so our models share VRAM management with every other model);
 ComfyUI's progress bar; stop if the user pressed cancel; where model folders are.
 
-Without ComfyUI (tests, headless runs) it falls back to plain torch: the best available device,
-a terminal progress bar, no cancel, and model folders under $DFR_MODELS_DIR (or set_models_dir).
+Without ComfyUI (tests, scripts, dfr.py) it falls back to plain torch: the best available device,
+no ComfyUI progress bar (runtime/progress.py draws a terminal line instead), no cancel, and model
+folders under $DFR_MODELS_DIR (or set_models_dir).
 """
 from __future__ import annotations
 
-import logging
 import os
 
 import torch
@@ -25,7 +25,6 @@ except ImportError:
     _model_management = _model_patcher = _comfy_utils = _folder_paths = None
     IN_COMFYUI = False
 
-log = logging.getLogger("diffusion_face_restore")
 
 # Our model folders (under ComfyUI's models/), and what goes in each.
 MODEL_FOLDERS = {

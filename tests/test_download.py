@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from diffusion_face_restore.models.download import DownloadError, download, names_in_workflow
-from diffusion_face_restore.nodes.loading import missing_file_message
+from diffusion_face_restore.restore.weights import missing_file_message
 
 PAYLOAD = random.Random(0).randbytes(3 * (1 << 20) + 12345)  # seeded: every run serves the same bytes
 

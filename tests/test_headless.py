@@ -17,7 +17,8 @@ from test_workflows import widget_specs
 
 from diffusion_face_restore.models.convert import convert_to_safetensors
 from diffusion_face_restore.nodes.face_nodes import HAAR
-from diffusion_face_restore.nodes.headless import PIPELINES, seed_for
+from diffusion_face_restore.restore.photos import seed_for
+from diffusion_face_restore.restore.pipelines import PIPELINES
 
 SECTIONS = {"loader": "FaceDiffusionLoader", "detect": "FaceDetect", "paste": "PasteBack", "init": "DifFaceInit", "sampler": "DR2GuidedSampler", "enhance": "Enhancer"}
 
@@ -78,7 +79,7 @@ def test_batch_restores_a_folder_and_skips_finished_files_on_a_rerun(tmp_path, a
 
 def test_a_pipeline_names_every_missing_file_before_it_loads_anything(tmp_path):
     from diffusion_face_restore import runtime
-    from diffusion_face_restore.nodes.headless import Pipeline
+    from diffusion_face_restore.restore.pipelines import Pipeline
 
     runtime.set_models_dir(str(tmp_path))
     try:

@@ -219,7 +219,7 @@ def test_retinaface_and_parsing_files_in_official_layout_run_through_the_nodes(a
 
 def test_parsing_costs_one_network_call_per_face_and_stops_on_cancel(whole_photos, models_dir, monkeypatch):
     from diffusion_face_restore.face import parsing as parsing_module
-    from diffusion_face_restore.nodes import face_nodes
+    from diffusion_face_restore.restore import faces as face_steps
 
     parsenet = facexlib_module("facexlib.parsing.parsenet")
     torch.manual_seed(0)
@@ -230,7 +230,7 @@ def test_parsing_costs_one_network_call_per_face_and_stops_on_cancel(whole_photo
     assert count == 4
     calls = []
     real_parse = parsing_module.parse_labels
-    monkeypatch.setattr(face_nodes, "parse_labels", lambda *a: calls.append(a[2].shape[0]) or real_parse(*a))
+    monkeypatch.setattr(face_steps, "parse_labels", lambda *a: calls.append(a[2].shape[0]) or real_parse(*a))
     paste(image, faces, crops, parsing="parsenet")
     assert calls == [1, 1, 1, 1], "on a CPU each face is one ParseNet call (cancel points between them)"
 

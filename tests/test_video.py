@@ -142,28 +142,28 @@ def identity_pipeline(monkeypatch):
     "identity"; reading, tracking, chunking, resuming and encoding are the real ones. Returns its
     state: "chunks", the frame count of every chunk restored, and "interrupt_at", the chunk number
     (1-based) in which the user stops the run (KeyboardInterrupt), or None."""
-    from diffusion_face_restore.nodes import headless
-    from diffusion_face_restore.nodes.face_nodes import PasteBack
-    from diffusion_face_restore.nodes.headless import PIPELINES
+    from diffusion_face_restore.restore import pipelines
+    from diffusion_face_restore.restore.faces import paste_back
+    from diffusion_face_restore.restore.pipelines import PIPELINES
 
     monkeypatch.setitem(PIPELINES, "identity", {**PIPELINES["dr2"], "detect": {**PIPELINES["dr2"]["detect"], "detector": HAAR}})
-    monkeypatch.setattr(headless, "missing_weights", lambda settings: [])
-    monkeypatch.setattr(headless.FaceDiffusionLoader, "load", lambda self, *a, **k: (None,))
-    monkeypatch.setattr(headless.FaceEnhancerLoader, "load", lambda self, *a, **k: (None,))
+    monkeypatch.setattr(pipelines, "missing_weights", lambda settings: [])
+    monkeypatch.setattr(pipelines, "load_prior", lambda *a, **k: None)
+    monkeypatch.setattr(pipelines, "load_face_enhancer", lambda *a, **k: None)
     state = {"chunks": [], "interrupt_at": None}
 
     def identity(self, photo, faces, crops, seed, same_noise_per_person=False):
         state["chunks"].append(photo.shape[0])
         if len(state["chunks"]) == state["interrupt_at"]:
             raise KeyboardInterrupt
-        return PasteBack().paste(photo, faces, crops, 1.0, "none", "none", False, 0.1, 0.1)[0]
+        return paste_back(photo, faces, crops)[0]
 
-    monkeypatch.setattr(headless.Pipeline, "restore", identity)
+    monkeypatch.setattr(pipelines.Pipeline, "restore", identity)
     return state
 
 
 def test_headless_video_round_trip_keeps_frames_size_and_fps_and_resumes(tmp_path, astronaut, identity_pipeline):
-    from diffusion_face_restore.nodes import video_batch
+    from diffusion_face_restore.restore import video
 
     clip = render_clip(astronaut[:320, 96:416], camera_path(30, (320, 320)), noise=3, seed=1)
     source = str(tmp_path / "clip.mp4")
@@ -171,21 +171,21 @@ def test_headless_video_round_trip_keeps_frames_size_and_fps_and_resumes(tmp_pat
     target = str(tmp_path / "restored.mp4")
     identity_pipeline["interrupt_at"] = 2  # the user stops the run in its second chunk
     with pytest.raises(KeyboardInterrupt):
-        video_batch.run_video("identity", source, target, chunk_frames=12)
+        video.restore_video("identity", source, target, chunk_frames=12)
     assert not os.path.exists(target) and os.path.exists(target + ".work/chunk_00000/complete")
     identity_pipeline["interrupt_at"] = None
-    result = video_batch.run_video("identity", source, target, chunk_frames=12)
+    result = video.restore_video("identity", source, target, chunk_frames=12)
     assert result == {"frames": 30, "chunks": 3, "resumed_chunks": 1}
     assert identity_pipeline["chunks"] == [12, 12, 12, 6], "the finished chunk is not restored again"
-    made, original = video_batch.video_info(target), video_batch.video_info(source)
+    made, original = video.video_info(target), video.video_info(source)
     assert (made["frames"], made["width"], made["height"]) == (30, 320, 320) and made["fps"] == pytest.approx(original["fps"])
     assert not os.path.exists(target + ".work")
     # an identity restorer gives the clip back, up to one more pass of the mp4v encoder
-    decoded = np.stack([f for _, chunk in video_batch.read_chunks(source, 30) for f in chunk])
-    made_frames = np.stack([f for _, chunk in video_batch.read_chunks(target, 30) for f in chunk])
+    decoded = np.stack([f for _, chunk in video.read_chunks(source, 30) for f in chunk])
+    made_frames = np.stack([f for _, chunk in video.read_chunks(target, 30) for f in chunk])
     reencoded = str(tmp_path / "reencoded.mp4")
     write_clip(reencoded, torch.from_numpy(decoded), 20.0)
-    codec_loss = float(np.abs(np.stack([f for _, c in video_batch.read_chunks(reencoded, 30) for f in c]) - decoded).mean() * 255)
+    codec_loss = float(np.abs(np.stack([f for _, c in video.read_chunks(reencoded, 30) for f in c]) - decoded).mean() * 255)
     difference = float(np.abs(made_frames - decoded).mean() * 255)
     assert difference < codec_loss + 0.5, f"the identity round trip changed the clip by {difference:.2f} grey levels (encoder: {codec_loss:.2f})"
 
@@ -201,7 +201,7 @@ def packets_of(path: str, kind: str) -> list[bytes]:
 def test_headless_video_keeps_the_sound_copied_or_says_why_not(tmp_path, astronaut, identity_pipeline):
     import sys
 
-    from diffusion_face_restore.nodes import video_batch
+    from diffusion_face_restore.restore import video
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "comfyui"))
     from make_clip import write_clip_with_tone  # PyAV, as ComfyUI's own video nodes write
@@ -210,8 +210,8 @@ def test_headless_video_keeps_the_sound_copied_or_says_why_not(tmp_path, astrona
     source = str(tmp_path / "talk.mp4")
     write_clip_with_tone(frames, source, fps=8)
     target = str(tmp_path / "restored.mp4")
-    video_batch.run_video("identity", source, target, chunk_frames=8, report=lambda *a: None)
-    assert video_batch.video_info(target)["frames"] == 16
+    video.restore_video("identity", source, target, chunk_frames=8, report=lambda *a: None)
+    assert video.video_info(target)["frames"] == 16
     assert packets_of(target, "audio") == packets_of(source, "audio"), "the sound is copied, not re-encoded or cut"
     assert not [n for n in os.listdir(tmp_path) if ".partial" in n], "no temporary file is left behind"
 
@@ -219,7 +219,7 @@ def test_headless_video_keeps_the_sound_copied_or_says_why_not(tmp_path, astrona
     source = str(tmp_path / "talk.mkv")
     write_clip_with_tone(frames, source, fps=8, audio_codec="opus")
     target, said = str(tmp_path / "restored.avi"), []
-    video_batch.run_video("identity", source, target, chunk_frames=8, report=said.append)
-    assert video_batch.video_info(target)["frames"] == 16 and packets_of(target, "audio") == []
+    video.restore_video("identity", source, target, chunk_frames=8, report=said.append)
+    assert video.video_info(target)["frames"] == 16 and packets_of(target, "audio") == []
     assert any("sound was not copied" in line and "opus" in line for line in said), said
     assert not [n for n in os.listdir(tmp_path) if ".partial" in n]

@@ -12,7 +12,7 @@ from testdata import ROOT
 from diffusion_face_restore import NODE_CLASS_MAPPINGS
 from diffusion_face_restore.models.manifest import load_manifest
 from diffusion_face_restore.nodes.types import MODEL_FOLDER_OPTION
-from diffusion_face_restore.nodes.workflow_builder import CORE_NODES
+from diffusion_face_restore.tools.workflow_templates import CORE_NODES
 
 WORKFLOW_FILES = sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json")))
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+from ..face.image import IMAGE_EXTENSIONS
 
 
 def list_face_images(sources: list[str]) -> list[str]:

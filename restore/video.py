@@ -1,4 +1,4 @@
-"""Headless video restoration: a clip through a workflow's pipeline, tracked, in chunks, resumable.
+"""Restoring a video file: a clip through a pipeline, tracked, in chunks, resumable, without ComfyUI.
 
     1. detection pass: every frame is read once and searched for faces (the pipeline's detector);
        the faces are linked into tracks and smoothed over the whole clip (face.tracking), and the
@@ -22,11 +22,11 @@ import cv2
 import numpy as np
 import torch
 
+from .. import runtime
 from ..face.find import detect_frames, faces_from_tracks
 from ..face.tracking import TrackedFace, link_tracks, smooth_tracks
-from .. import runtime
-from .face_nodes import make_detector
-from .headless import Pipeline
+from .faces import make_detector
+from .pipelines import Pipeline
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 CHUNK_FRAMES = 24
@@ -98,7 +98,7 @@ def tracked_from_json(values: list) -> list[list[TrackedFace]]:
             for index, frame in enumerate(values)]
 
 
-def run_video(pipeline: str, input_path: str, output_path: str, seed: int = 0, overrides: dict | None = None,
+def restore_video(pipeline: str, input_path: str, output_path: str, seed: int = 0, overrides: dict | None = None,
               chunk_frames: int = CHUNK_FRAMES, smoothing: float = 0.5, max_gap: int = 5, min_length: int = 3, report=print) -> dict:
     """Restore every face of a video into output_path; returns {"frames", "chunks", "resumed_chunks"}."""
     if chunk_frames < 1:

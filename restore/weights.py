@@ -1,7 +1,7 @@
-"""Finding, loading and caching the weight files the nodes use.
+"""Finding, loading and caching weight files, with a one-line error that says how to get a missing one.
 
 A network is loaded once per file (keyed by path, size and modification time) and then placed on
-the device through the runtime each time a node runs.
+the device through the runtime each time it runs.
 """
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import threading
 
 import torch
 
+from .. import runtime
 from ..models import ModelDescriptor, load_model
 from ..models.checkpoint import CheckpointError
-from .. import runtime
 
 _cache: dict[tuple, tuple[ModelDescriptor, runtime.ManagedModule]] = {}
 _lock = threading.Lock()
@@ -51,7 +51,7 @@ def find_weights(folder: str, filename: str, what: str, url: str | None = None) 
 
 
 def weights_check(folder: str, filename: str, what: str, url: str | None = None):
-    """For a node's VALIDATE_INPUTS: True when the file is there, else the missing-file message.
+    """True when the file is there, else the missing-file message (a node's VALIDATE_INPUTS answer).
 
     ComfyUI validates every node of a graph before it runs any, and reports all failures at once:
     a graph with several missing files names them all in one go, before any work is done.

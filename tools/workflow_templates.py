@@ -17,9 +17,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from ..diffusion.dr2 import automatic_omega
-from ..diffusion.schedule import Schedule
 from ..models.manifest import workflow_model
+from ..restore.pipelines import DIFFACE_FAST_NAME, DR2_FAST_NAME, FAST_DIFFACE_SAMPLER, FAST_DR2_SAMPLER
 
 WORKFLOWS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workflows")
 
@@ -67,7 +66,7 @@ def node_signature(node_type: str):
     """(socket inputs [(name, type)], widget names, outputs [(name, type)]) of a node type."""
     if node_type in CORE_NODES:
         return CORE_NODES[node_type]
-    from . import NODE_CLASS_MAPPINGS
+    from ..nodes import NODE_CLASS_MAPPINGS
 
     cls = NODE_CLASS_MAPPINGS[node_type]
     sockets, widgets = [], []
@@ -108,7 +107,7 @@ class Workflow:
 
 
 def defaults_of(node_type: str) -> dict:
-    from . import NODE_CLASS_MAPPINGS
+    from ..nodes import NODE_CLASS_MAPPINGS
 
     cls = NODE_CLASS_MAPPINGS[node_type]
     values = {}
@@ -265,10 +264,6 @@ DIFFACE_NOTE = (
     "models/facedetection. DifFace's weights are for non-commercial use only (S-Lab License 1.0).\n\n"
     "Cost: 100 UNet calls per face (about 5 min per face on a CPU; seconds on a GPU)."
 )
-# DifFace's fast setting: the fewest UNet calls whose distance to the official DDIM(0.5)'s own many-step
-# result, on the exact reference, is within the official 100 steps' (benchmarks/sampler_accuracy.py)
-FAST_DIFFACE_SAMPLER = {"sampler": "dpm++ 2m sde", "steps": 8, "eta": 0.5}
-DIFFACE_FAST_NAME = f"DifFace fast restoration - {FAST_DIFFACE_SAMPLER['steps']} UNet calls"
 DIFFACE_FAST_NOTE = (
     "DifFace, faster: SwinIR's estimate is diffused to K (100 of ddim250, t = 400) as in the paper, then "
     "DR2GuidedSampler runs DPM-Solver++(2M) SDE (sampler dpm++ 2m sde, eta 0.5, 8 UNet calls, uniform-t "
@@ -350,13 +345,6 @@ DIFFACE_FAST = difface_workflow(DIFFACE_FAST_NAME, upscaled_background=False, fa
 DR2_NAME = "DR2 restoration"
 DR2_P2_NAME = "DR2 restoration without Baidu - P2 prior and GFPGAN"
 HYBRID_NAME = "DifFace start with DR2 guidance"
-# DR2's official loop on a coarser respacing (benchmarks/sampler_accuracy.py: about as close to the
-# official 100-step loop's outputs as another seed of it, 0.24 against 0.18); its UNet calls for the
-# workflow's N 4, tau 22 and the paper's omega
-FAST_DR2_SAMPLER = {"respacing": "25"}
-_FAST_DR2_SCHEDULE = Schedule(FAST_DR2_SAMPLER["respacing"])
-DR2_FAST_CALLS = _FAST_DR2_SCHEDULE.index_for_fraction(automatic_omega(4, 22)) - _FAST_DR2_SCHEDULE.index_for_fraction(22) + 1
-DR2_FAST_NAME = f"DR2 fast restoration - {DR2_FAST_CALLS} UNet calls"
 DR2_METHOD = (
     "DR2 (CVPR 2023): the degraded face is diffused to step omega and denoised to tau while each sample's "
     "low frequencies (below 1/N of the size) are replaced by the input's at the same noise level: the "

@@ -1,0 +1,142 @@
+"""The restoration pipelines: each shipped workflow's graph (workflows/*.json) as plain function calls,
+with the same widget values, over photos or frames, without ComfyUI.
+
+PIPELINES holds each workflow's settings by node (a test keeps them equal to the workflows, which
+tools/workflow_templates.py writes from the same fast settings and names). A Pipeline checks every
+weight file it needs before it loads any, loads its models once, and restores photo after photo.
+
+DR-BFR is not here: its sampler is ComfyUI's KSampler on a Stable Diffusion checkpoint.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..diffusion.dr2 import automatic_omega
+from ..diffusion.schedule import Schedule
+from .enhancers import enhance_faces, enhancer_check, load_face_enhancer, load_upscale_model, restorer_check
+from .faces import detect_faces, detector_check, parsing_check, paste_back
+from .priors import load_prior, prior_check
+from .sampling import SAMPLER_DEFAULTS, difface_start, sample_faces
+
+# DifFace's fast setting: the fewest UNet calls whose distance to the official DDIM(0.5)'s own many-step
+# result, on the exact reference, is within the official 100 steps' (benchmarks/sampler_accuracy.py)
+FAST_DIFFACE_SAMPLER = {"sampler": "dpm++ 2m sde", "steps": 8, "eta": 0.5}
+DIFFACE_FAST_NAME = f"DifFace fast restoration - {FAST_DIFFACE_SAMPLER['steps']} UNet calls"
+# DR2's official loop on a coarser respacing (benchmarks/sampler_accuracy.py: about as close to the
+# official 100-step loop's outputs as another seed of it, 0.24 against 0.18); its UNet calls for the
+# workflow's N 4, tau 22 and the paper's omega
+FAST_DR2_SAMPLER = {"respacing": "25"}
+_FAST_DR2_SCHEDULE = Schedule(FAST_DR2_SAMPLER["respacing"])
+DR2_FAST_CALLS = _FAST_DR2_SCHEDULE.index_for_fraction(automatic_omega(4, 22)) - _FAST_DR2_SCHEDULE.index_for_fraction(22) + 1
+DR2_FAST_NAME = f"DR2 fast restoration - {DR2_FAST_CALLS} UNet calls"
+
+# The widget values of the shipped workflows, by node (see tests/test_headless.py).
+DETECT = {"detector": "retinaface_resnet50", "crop_size": "512", "selection": "all", "index": 0, "min_confidence": 0.8,
+          "min_face_size": 16, "max_faces": 0}
+PASTE = {"blend": 1.0, "color_match": "none", "parsing": "none", "keep_original_accessories": False, "mask_erosion": 0.1,
+         "mask_feather": 0.1}
+LOADER = {"precision": "auto", "convolutions": "exact"}
+OFFICIAL = dict(SAMPLER_DEFAULTS)
+PIPELINES = {
+    "difface": {
+        "workflow": "DifFace restoration.json",
+        "detect": DETECT, "paste": {**PASTE, "parsing": "parsenet"},
+        "prior": "iddpm_ffhq512_ema500000.pth", "restorer": "swinir_restoration512_L1.pth", "loader": LOADER,
+        "init": {"start_step": 100, "respacing": "ddim250"},
+        "sampler": OFFICIAL,
+    },
+    "difface-fast": {
+        "workflow": DIFFACE_FAST_NAME + ".json",
+        "detect": DETECT, "paste": {**PASTE, "parsing": "parsenet"},
+        "prior": "iddpm_ffhq512_ema500000.pth", "restorer": "swinir_restoration512_L1.pth",
+        "loader": {**LOADER, "convolutions": "channels-last (faster)"},
+        "init": {"start_step": 100, "respacing": "ddim250"},
+        "sampler": {**OFFICIAL, **FAST_DIFFACE_SAMPLER},
+    },
+    "dr2": {
+        "workflow": "DR2 restoration.json",
+        "detect": DETECT, "paste": PASTE,
+        "prior": "DR2_FFHQ.pkl", "enhancer": "SPARNetHD_FFHQ_DR2aug.pth", "loader": LOADER,
+        "sampler": OFFICIAL,
+        "enhance": {"fidelity": 0.5, "resize": "bicubic antialias"},
+    },
+    "dr2-fast": {
+        "workflow": DR2_FAST_NAME + ".json",
+        "detect": DETECT, "paste": PASTE,
+        "prior": "DR2_FFHQ.pkl", "enhancer": "SPARNetHD_FFHQ_DR2aug.pth",
+        "loader": {**LOADER, "convolutions": "channels-last (faster)"},
+        "sampler": {**OFFICIAL, **FAST_DR2_SAMPLER},
+        "enhance": {"fidelity": 0.5, "resize": "bicubic antialias"},
+    },
+    "dr2-p2": {
+        "workflow": "DR2 restoration without Baidu - P2 prior and GFPGAN.json",
+        "detect": DETECT, "paste": PASTE,
+        "prior": "ffhq_p2.pt", "enhancer": "GFPGANv1.4.pth", "loader": LOADER,
+        "sampler": OFFICIAL,
+        "enhance": {"fidelity": 0.5, "resize": "bicubic antialias"},
+    },
+    "hybrid": {
+        "workflow": "DifFace start with DR2 guidance.json",
+        "detect": DETECT, "paste": PASTE,
+        "prior": "DR2_FFHQ.pkl", "enhancer": "SPARNetHD_FFHQ_DR2aug.pth", "restorer": "swinir_restoration512_L1.pth",
+        "loader": LOADER, "init": {"start_step": 40, "respacing": "100"},
+        "sampler": OFFICIAL,
+        "enhance": {"fidelity": 0.5, "resize": "bicubic antialias"},
+    },
+}
+
+
+def missing_weights(settings: dict) -> list[str]:
+    """The missing-file messages of a pipeline's weight files (the checks the nodes make in ComfyUI)."""
+    checks = [detector_check(settings["detect"]["detector"]), prior_check(settings["prior"]), parsing_check(settings["paste"]["parsing"])]
+    if "restorer" in settings:
+        checks.append(restorer_check(settings["restorer"]))
+    if "enhancer" in settings:
+        checks.append(enhancer_check(settings["enhancer"]))
+    return [check for check in checks if check is not True]
+
+
+class Pipeline:
+    """One workflow's graph, models loaded once, run per photo."""
+
+    def __init__(self, name: str, overrides: dict | None = None):
+        if name not in PIPELINES:
+            raise ValueError(f"unknown pipeline '{name}' (choose one of {', '.join(PIPELINES)})")
+        settings = {key: (dict(value) if isinstance(value, dict) else value) for key, value in PIPELINES[name].items()}
+        for key, value in (overrides or {}).items():  # "section.widget" -> value
+            section, _, widget = key.partition(".")
+            if section not in settings or not isinstance(settings[section], dict) or widget not in settings[section]:
+                raise ValueError(f"pipeline '{name}' has no setting {key}")
+            settings[section][widget] = value
+        self.name, self.settings = name, settings
+        missing = missing_weights(settings)
+        if missing:  # all of them at once, before any model is loaded
+            raise FileNotFoundError(f"pipeline '{name}' is missing {len(missing)} weight file(s): " + " | ".join(missing))
+        self.prior = load_prior(settings["prior"], **settings["loader"])
+        self.restorer = load_upscale_model(settings["restorer"]) if "restorer" in settings else None
+        self.enhancer = load_face_enhancer(settings["enhancer"]) if "enhancer" in settings else None
+
+    def detect(self, photo: torch.Tensor):
+        """(faces, crops) of a photo batch, as the workflow's FaceDetect finds them."""
+        faces = detect_faces(photo, **self.settings["detect"])
+        return faces, faces.crops
+
+    def restore(self, photo: torch.Tensor, faces, crops: torch.Tensor, seed: int, same_noise_per_person: bool = False) -> torch.Tensor:
+        """The photos with the given faces restored and pasted back (the workflow's graph after FaceDetect)."""
+        s = self.settings
+        state = None
+        if "init" in s:
+            state = difface_start(self.prior, crops, seed, restorer=self.restorer, faces=faces,
+                                  same_noise_per_person=same_noise_per_person, **s["init"])[0]
+        guide = crops if not self.name.startswith("difface") else None
+        restored, at_prior_size = sample_faces(self.prior, seed, guide=guide, state=state, faces=faces,
+                                               same_noise_per_person=same_noise_per_person, **s["sampler"])
+        if self.enhancer is not None:
+            restored = enhance_faces(at_prior_size, enhancer=self.enhancer, **s["enhance"])
+        return paste_back(photo, faces, restored, **s["paste"])[0]
+
+    def __call__(self, photo: torch.Tensor, seed: int) -> torch.Tensor:
+        faces, crops = self.detect(photo)
+        if len(faces.faces) == 0:
+            return photo
+        return self.restore(photo, faces, crops, seed)
