@@ -25,6 +25,7 @@ def seed_for(name: str, seed: int) -> int:
 
 
 def list_photos(folder: str) -> list[str]:
+    """The photo files of a folder (not its subfolders), sorted by name."""
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder} is not a folder of photos")
     return sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
@@ -38,6 +39,7 @@ def load_photo(path: str) -> torch.Tensor:
 
 
 def save_photo(image: torch.Tensor, path: str):
+    """The first image of an IMAGE batch as a PNG at path, written under a temporary name and renamed."""
     array = (image[0].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
     temporary = path + ".partial.png"
     Image.fromarray(array).save(temporary, format="PNG")

@@ -121,6 +121,7 @@ class Pipeline:
         faces = detect_faces(photo, **self.settings["detect"])
         return faces, faces.crops
 
+    @torch.no_grad()
     def restore(self, photo: torch.Tensor, faces, crops: torch.Tensor, seed: int, same_noise_per_person: bool = False) -> torch.Tensor:
         """The photos with the given faces restored and pasted back (the workflow's graph after FaceDetect)."""
         s = self.settings
@@ -135,7 +136,9 @@ class Pipeline:
             restored = enhance_faces(at_prior_size, enhancer=self.enhancer, **s["enhance"])
         return paste_back(photo, faces, restored, **s["paste"])[0]
 
+    @torch.no_grad()
     def __call__(self, photo: torch.Tensor, seed: int) -> torch.Tensor:
+        """The photos (IMAGE) with every face the workflow's FaceDetect finds restored; unchanged without faces."""
         faces, crops = self.detect(photo)
         if len(faces.faces) == 0:
             return photo
