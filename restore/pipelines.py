@@ -16,7 +16,7 @@ from ..diffusion.schedule import Schedule
 from .enhancers import enhance_faces, enhancer_check, load_face_enhancer, load_upscale_model, restorer_check
 from .faces import detect_faces, detector_check, parsing_check, paste_back
 from .priors import load_prior, prior_check
-from .sampling import SAMPLER_DEFAULTS, difface_start, sample_faces
+from .sampling import DIFFACE_START_DEFAULTS, SAMPLER_DEFAULTS, difface_start, sample_faces
 
 # DifFace's fast setting: the fewest UNet calls whose distance to the official DDIM(0.5)'s own many-step
 # result, on the exact reference, is within the official 100 steps' (benchmarks/sampler_accuracy.py)
@@ -37,12 +37,13 @@ PASTE = {"blend": 1.0, "color_match": "none", "parsing": "none", "keep_original_
          "mask_feather": 0.1}
 LOADER = {"precision": "auto", "convolutions": "exact"}
 OFFICIAL = dict(SAMPLER_DEFAULTS)
+DIFFACE_START = dict(DIFFACE_START_DEFAULTS)  # K = 100 of ddim250, as in the paper
 PIPELINES = {
     "difface": {
         "workflow": "DifFace restoration.json",
         "detect": DETECT, "paste": {**PASTE, "parsing": "parsenet"},
         "prior": "iddpm_ffhq512_ema500000.pth", "restorer": "swinir_restoration512_L1.pth", "loader": LOADER,
-        "init": {"start_step": 100, "respacing": "ddim250"},
+        "init": DIFFACE_START,
         "sampler": OFFICIAL,
     },
     "difface-fast": {
@@ -50,7 +51,7 @@ PIPELINES = {
         "detect": DETECT, "paste": {**PASTE, "parsing": "parsenet"},
         "prior": "iddpm_ffhq512_ema500000.pth", "restorer": "swinir_restoration512_L1.pth",
         "loader": {**LOADER, "convolutions": "channels-last (faster)"},
-        "init": {"start_step": 100, "respacing": "ddim250"},
+        "init": DIFFACE_START,
         "sampler": {**OFFICIAL, **FAST_DIFFACE_SAMPLER},
     },
     "dr2": {

@@ -77,7 +77,9 @@ for name in ("detection_Resnet50_Final.pth", "DR2_FFHQ.pkl", "SPARNetHD_FFHQ_DR2
     assert name in errors, (name, errors)
 print("refused before running, naming all four missing files:", len(prompt["node_errors"]), "nodes")
 PY
-# the template browser shows every template with its thumbnail
+# the template browser shows every template with its thumbnail (a URL left by an earlier run
+# into the same folder would point at a server that is gone)
+rm -f "$out/url.txt"
 python3 "$harness/comfy_run.py" --pack "$pack" --models-dir "$out/inputs/models" --serve --url-file "$out/url.txt" \
   --out "$out/results_templates" >/dev/null 2>&1 &
 server=$!
