@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""diffusion-face-restore's command line (run it with the Python that runs ComfyUI).
+"""diffusion-face-restore's command line: `python dfr.py ...` in a checkout (with the Python that runs
+ComfyUI), or `dfr ...` where the package is installed (pip install ".[torch]").
 
     python dfr.py convert FILE [OUTPUT] [--head-channels N] [--image-size N] [--force]
         Convert a checkpoint (.pth/.pt/.pkl/.safetensors, as released) to .safetensors with the
@@ -7,16 +8,18 @@
         whose head width or native size differ from the official files (64 and 8 px per level).
 
     python dfr.py verify NAME... [--models-dir DIR]
-        Check placed weight files (by manifest name, e.g. DR2_FFHQ.pkl) in their folders under
-        ComfyUI/models (or DIR, or $DFR_MODELS_DIR): size and sha256 where published, and that
-        the file loads as the network it should be.
+        Check placed weight files (by manifest name, e.g. DR2_FFHQ.pkl) in their folders under the
+        models folder (DIR, or $DFR_MODELS_DIR, or ComfyUI/models when the pack is in
+        ComfyUI/custom_nodes, else ~/.local/share/diffusion-face-restore/models): size and sha256
+        where published, and that the file loads as the network it should be.
 
     python dfr.py download [NAME ...] [--workflow FILE ...] [--models-dir DIR] [--offline]
         Fetch weight files of the manifest (by name, or those a workflow uses) into their folders:
         resumes partial files, checks sha256 where published, refuses wrong files. --offline (or
         DFR_OFFLINE=1) only reports what is missing. Files on Baidu (DR2) get the manual steps.
+        $DFR_MANIFEST: a manifest of your own in models/manifest.json's layout (a mirror's URLs).
 
-    python dfr.py batch PIPELINE INPUT OUTPUT [--seed S] [--models-dir DIR] [--set KEY=VALUE ...] [--chunk-frames N]
+    python dfr.py batch PIPELINE INPUT OUTPUT [--download] [--seed S] [--models-dir DIR] [--set KEY=VALUE ...] [--chunk-frames N]
         Restore a folder of photos (or extracted video frames) without the UI: PIPELINE is difface,
         difface-fast (8 UNet calls, DifFace's own DDIM(0.5) distribution), dr2, dr2-fast (respacing 25:
         6 UNet calls), dr2-p2 (DR2 without Baidu: the P2 prior and GFPGAN) or hybrid,
@@ -24,7 +27,9 @@
         Resumable: photos whose output exists are skipped. Each photo's seed: S + crc32(file name).
         INPUT may be a video file (OUTPUT: the video to write): faces are tracked through the clip,
         each person gets the same noise in every frame, frames are restored N at a time and an
-        interrupted run resumes from its last finished chunk (OUTPUT.work/).
+        interrupted run resumes from its last finished chunk (OUTPUT.work/). --download first
+        fetches the weight files the pipeline lacks, as `download` does; a file no script can fetch
+        (DR2's, on Baidu) stops it before any photo, naming the pipelines that need none.
 
     python dfr.py workflows [--check]
         Write the workflow templates in workflows/ from their descriptions (tools/workflow_templates.py),
@@ -41,11 +46,20 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pack_import import import_pack  # noqa: E402
+
+def import_pack():
+    """The pack as the package diffusion_face_restore: the installed one when this runs as the `dfr`
+    command (diffusion_face_restore.dfr), else this checkout, whatever its folder is called."""
+    if __package__:
+        return importlib.import_module(__package__)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from pack_import import import_pack as import_checkout
+
+    return import_checkout()
 
 
 def convert(args) -> int:
@@ -97,8 +111,11 @@ def verify(args) -> int:
     return 1 if failures else 0
 
 
+MODELS_DIR_DEFAULT = "$DFR_MODELS_DIR, ComfyUI/models when the pack is in ComfyUI/custom_nodes, else ~/.local/share/diffusion-face-restore/models"
+
+
 def default_models_dir(given: str | None) -> str:
-    """--models-dir, $DFR_MODELS_DIR, or ComfyUI/models when the pack sits in ComfyUI/custom_nodes."""
+    """--models-dir, or the default (MODELS_DIR_DEFAULT)."""
     from diffusion_face_restore import runtime
 
     if given:
@@ -131,11 +148,15 @@ def download(args) -> int:
 def batch(args) -> int:
     import_pack()
     from diffusion_face_restore import runtime
+    from diffusion_face_restore.models.download import DownloadError
     from diffusion_face_restore.restore.photos import restore_folder
+    from diffusion_face_restore.restore.pipelines import download_missing_weights
     from diffusion_face_restore.restore.video import is_video, restore_video
 
     runtime.set_models_dir(default_models_dir(args.models_dir))
     try:
+        if args.download:  # before any photo: a file that cannot be fetched stops the run here
+            download_missing_weights(args.pipeline, parse_overrides(args.set))
         if is_video(args.input_dir):
             output = args.output_dir
             if os.path.isdir(output) or output.endswith(os.sep):
@@ -144,7 +165,7 @@ def batch(args) -> int:
             print(f"restored {result['frames']} frames in {result['chunks']} chunks ({result['resumed_chunks']} finished before) -> {output}")
             return 0
         result = restore_folder(args.pipeline, args.input_dir, args.output_dir, args.seed, parse_overrides(args.set))
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, DownloadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"restored {len(result['done'])}, skipped {len(result['skipped'])} (already done), failed {len(result['failed'])}")
@@ -169,8 +190,11 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 def workflows(args) -> int:
     import_pack()
-    from diffusion_face_restore.tools.workflow_templates import write_workflows
+    from diffusion_face_restore.tools.workflow_templates import WORKFLOWS_DIR, write_workflows
 
+    if not os.path.isdir(WORKFLOWS_DIR):
+        print(f"error: no {WORKFLOWS_DIR}: the templates are written in a checkout, not in an installed package", file=sys.stderr)
+        return 1
     changed = write_workflows(check=args.check)
     if args.check and changed:
         print("out of date (run python dfr.py workflows): " + ", ".join(changed), file=sys.stderr)
@@ -205,7 +229,7 @@ def train(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="dfr.py", description="diffusion-face-restore tools")
+    parser = argparse.ArgumentParser(prog="dfr" if __package__ else "dfr.py", description="diffusion-face-restore tools")
     commands = parser.add_subparsers(dest="command", required=True)
     convert_parser = commands.add_parser("convert", help="convert a checkpoint to .safetensors with our metadata")
     convert_parser.add_argument("file")
@@ -221,7 +245,7 @@ def main(argv=None) -> int:
     download_parser = commands.add_parser("download", help="fetch weight files of the manifest, verified and resumable")
     download_parser.add_argument("names", nargs="*", metavar="NAME")
     download_parser.add_argument("--workflow", action="append", default=[], help="fetch what this workflow (UI or API JSON) uses")
-    download_parser.add_argument("--models-dir", help="ComfyUI's models folder (default: $DFR_MODELS_DIR or ComfyUI/models)")
+    download_parser.add_argument("--models-dir", help=f"ComfyUI's models folder (default: {MODELS_DIR_DEFAULT})")
     download_parser.add_argument("--offline", action="store_true", help="download nothing; report what is missing")
     download_parser.set_defaults(run=download)
     batch_parser = commands.add_parser("batch", help="restore a folder of photos with a workflow's pipeline, headless")
@@ -230,7 +254,9 @@ def main(argv=None) -> int:
     batch_parser.add_argument("output_dir", metavar="OUTPUT", help="the output folder, or for a video the output video (or a folder)")
     batch_parser.add_argument("--chunk-frames", type=int, default=24, help="video: frames restored at a time (bounds the memory)")
     batch_parser.add_argument("--seed", type=int, default=0, help="base seed; each photo gets seed + crc32(its file name)")
-    batch_parser.add_argument("--models-dir", help="ComfyUI's models folder (default: $DFR_MODELS_DIR or ComfyUI/models)")
+    batch_parser.add_argument("--models-dir", help=f"ComfyUI's models folder (default: {MODELS_DIR_DEFAULT})")
+    batch_parser.add_argument("--download", action="store_true",
+                              help="first fetch the weight files the pipeline lacks (verified, resumable), then restore")
     batch_parser.add_argument("--set", action="append", default=[], metavar="SECTION.WIDGET=VALUE",
                               help="change a setting, e.g. sampler.tau=35 or detect.detector='opencv-haar (built-in)'")
     batch_parser.set_defaults(run=batch)

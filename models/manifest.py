@@ -6,19 +6,29 @@ import json
 import os
 
 MANIFEST_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "manifest.json")
+# a manifest of your own in its place (the same layout), e.g. your studio's mirror of the files
+MANIFEST_VARIABLE = "DFR_MANIFEST"
 
 
-@functools.lru_cache(maxsize=1)
-def load_manifest() -> tuple[dict, ...]:
-    with open(MANIFEST_PATH, encoding="utf-8") as handle:
+def manifest_path() -> str:
+    return os.environ.get(MANIFEST_VARIABLE) or MANIFEST_PATH
+
+
+@functools.lru_cache(maxsize=4)
+def _read_manifest(path: str) -> tuple[dict, ...]:
+    with open(path, encoding="utf-8") as handle:
         return tuple(json.load(handle)["models"])
+
+
+def load_manifest() -> tuple[dict, ...]:
+    return _read_manifest(manifest_path())
 
 
 def manifest_entry(name: str) -> dict:
     for entry in load_manifest():
         if entry["name"] == name:
             return entry
-    raise KeyError(f"{name} is not in the model manifest ({MANIFEST_PATH})")
+    raise KeyError(f"{name} is not in the model manifest ({manifest_path()})")
 
 
 def workflow_model(name: str) -> dict:

@@ -9,13 +9,19 @@ DR-BFR is not here: its sampler is ComfyUI's KSampler on a Stable Diffusion chec
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
+from .. import runtime
 from ..diffusion.dr2 import automatic_omega
 from ..diffusion.schedule import Schedule
-from .enhancers import enhance_faces, enhancer_check, load_face_enhancer, load_upscale_model, restorer_check
-from .faces import detect_faces, detector_check, parsing_check, paste_back
-from .priors import load_prior, prior_check
+from ..models.download import download, manual_steps
+from ..models.manifest import manifest_entry
+from .enhancers import ENHANCER_FOLDER, enhance_faces, enhancer_check, load_face_enhancer, load_upscale_model, restorer_check
+from .faces import detect_faces, detector_check, detector_weights, parsing_check, parsing_weights, paste_back
+from .priors import PRIOR_FOLDER, load_prior, prior_check
+from .weights import locate_weights
 from .sampling import DIFFACE_START_DEFAULTS, SAMPLER_DEFAULTS, difface_start, sample_faces
 
 # DifFace's fast setting: the fewest UNet calls whose distance to the official DDIM(0.5)'s own many-step
@@ -97,18 +103,71 @@ def missing_weights(settings: dict) -> list[str]:
     return [check for check in checks if check is not True]
 
 
+def weight_files(settings: dict) -> list[tuple[str, str]]:
+    """(model folder, file name) of every weight file a pipeline's settings use."""
+    files = []
+    detector = detector_weights(settings["detect"]["detector"])
+    if detector is not None:
+        files.append(detector[:2])
+    files.append((PRIOR_FOLDER, settings["prior"]))
+    if settings["paste"]["parsing"] != "none":
+        files.append(parsing_weights(settings["paste"]["parsing"])[:2])
+    if "restorer" in settings:
+        files.append(("upscale_models", settings["restorer"]))
+    if "enhancer" in settings:
+        files.append((ENHANCER_FOLDER, settings["enhancer"]))
+    return files
+
+
+def pipeline_settings(name: str, overrides: dict | None = None) -> dict:
+    """A pipeline's settings by node section, with overrides {"section.widget": value} applied."""
+    if name not in PIPELINES:
+        raise ValueError(f"unknown pipeline '{name}' (choose one of {', '.join(PIPELINES)})")
+    settings = {key: (dict(value) if isinstance(value, dict) else value) for key, value in PIPELINES[name].items()}
+    for key, value in (overrides or {}).items():
+        section, _, widget = key.partition(".")
+        if section not in settings or not isinstance(settings[section], dict) or widget not in settings[section]:
+            raise ValueError(f"pipeline '{name}' has no setting {key}")
+        settings[section][widget] = value
+    return settings
+
+
+def needs_manual_file(settings: dict) -> bool:
+    """Whether a weight file of these settings can only be fetched by hand (DR2's, on Baidu)."""
+    return any(manifest_entry(file).get("manual") for _, file in weight_files(settings))
+
+
+def download_missing_weights(name: str, overrides: dict | None = None, report=print) -> list[str]:
+    """Fetch the weight files a pipeline lacks into the models folder (resumable, verified against the
+    manifest, as dfr.py download does); returns their paths. A file no script can fetch stops it before
+    any download, in one line with the manual steps and the pipelines that need no such file."""
+    settings = pipeline_settings(name, overrides)
+    missing = []
+    for folder, file in weight_files(settings):
+        if locate_weights(folder, file) is None:
+            try:
+                missing.append(manifest_entry(file))
+            except KeyError:
+                raise FileNotFoundError(f"pipeline '{name}' needs {file}, a file of your own (not in the manifest): "
+                                        f"put it in models/{folder}") from None
+    manual = [entry for entry in missing if entry.get("manual") or not entry.get("url")]
+    if manual:
+        others = [other for other in PIPELINES if not needs_manual_file(pipeline_settings(other))]
+        steps = " ".join(f"{entry['name']}: {manual_steps(entry)}" for entry in manual)
+        raise FileNotFoundError(f"pipeline '{name}' needs {', '.join(e['name'] for e in manual)}, which no script can fetch "
+                                f"({steps}); these pipelines need no such file: {', '.join(others)}")
+    paths = []
+    for entry in missing:
+        models_dir = os.path.dirname(runtime.model_search_paths(entry["folder"])[0])
+        paths.append(download(entry, models_dir, report=report))
+    return paths
+
+
 class Pipeline:
     """One workflow's graph, models loaded once, run per photo."""
 
     def __init__(self, name: str, overrides: dict | None = None):
-        if name not in PIPELINES:
-            raise ValueError(f"unknown pipeline '{name}' (choose one of {', '.join(PIPELINES)})")
-        settings = {key: (dict(value) if isinstance(value, dict) else value) for key, value in PIPELINES[name].items()}
-        for key, value in (overrides or {}).items():  # "section.widget" -> value
-            section, _, widget = key.partition(".")
-            if section not in settings or not isinstance(settings[section], dict) or widget not in settings[section]:
-                raise ValueError(f"pipeline '{name}' has no setting {key}")
-            settings[section][widget] = value
+        settings = pipeline_settings(name, overrides)
         self.name, self.settings = name, settings
         missing = missing_weights(settings)
         if missing:  # all of them at once, before any model is loaded

@@ -11,6 +11,7 @@ folders under $DFR_MODELS_DIR (or set_models_dir).
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 
@@ -176,12 +177,23 @@ def model_search_paths(folder: str) -> list[str]:
             return _folder_paths.get_folder_paths(folder)
         except KeyError:
             return [os.path.join(_folder_paths.models_dir, folder)]
-    root = _models_dir_override or os.environ.get("DFR_MODELS_DIR")
-    if not root:
-        # the pack normally sits in ComfyUI/custom_nodes/<pack>: use ComfyUI/models
-        pack_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        root = os.path.join(pack_dir, os.pardir, os.pardir, "models")
+    root = _models_dir_override or os.environ.get("DFR_MODELS_DIR") or default_models_dir()
     return [os.path.normpath(os.path.join(root, folder))]
+
+
+def default_models_dir() -> str:
+    """Without ComfyUI running: ComfyUI/models when the pack sits in ComfyUI/custom_nodes/<pack>;
+    otherwise (installed with pip, a checkout elsewhere) a folder of the user's own."""
+    pack_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.basename(os.path.dirname(pack_dir)) == "custom_nodes":
+        return os.path.normpath(os.path.join(pack_dir, os.pardir, os.pardir, "models"))
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~")
+    elif sys.platform == "darwin":
+        base = os.path.expanduser("~/Library/Application Support")
+    else:
+        base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return os.path.join(base, "diffusion-face-restore", "models")
 
 
 def find_model_file(folder: str, filename: str) -> str | None:

@@ -40,9 +40,9 @@ from pack_import import import_pack
 import_pack()
 
 # the README's lines
-from diffusion_face_restore import restore
-restore.set_models_dir(models)
-result = restore.restore_folder("dr2", photos, out, overrides=json.loads(overrides))
+import diffusion_face_restore as dfr
+dfr.set_models_dir(models)
+result = dfr.restore_folder("dr2", photos, out, overrides=json.loads(overrides))
 
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("comfy", "folder_paths") or m.startswith("diffusion_face_restore.nodes"))
 print(json.dumps({"result": result, "loaded": loaded}))
