@@ -150,7 +150,7 @@ def batch(args) -> int:
     from diffusion_face_restore import runtime
     from diffusion_face_restore.models.download import DownloadError
     from diffusion_face_restore.restore.photos import restore_folder
-    from diffusion_face_restore.restore.pipelines import download_missing_weights
+    from diffusion_face_restore.restore.pipelines import MissingWeights, download_missing_weights
     from diffusion_face_restore.restore.video import is_video, restore_video
 
     runtime.set_models_dir(default_models_dir(args.models_dir))
@@ -166,7 +166,8 @@ def batch(args) -> int:
             return 0
         result = restore_folder(args.pipeline, args.input_dir, args.output_dir, args.seed, parse_overrides(args.set))
     except (ValueError, FileNotFoundError, DownloadError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        hint = "; add --download to fetch those a script can" if isinstance(error, MissingWeights) else ""
+        print(f"error: {error}{hint}", file=sys.stderr)
         return 1
     print(f"restored {len(result['done'])}, skipped {len(result['skipped'])} (already done), failed {len(result['failed'])}")
     return 1 if result["failed"] else 0

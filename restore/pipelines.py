@@ -103,6 +103,10 @@ def missing_weights(settings: dict) -> list[str]:
     return [check for check in checks if check is not True]
 
 
+class MissingWeights(FileNotFoundError):
+    """A pipeline's weight files are not all in place (the message names each, with how to get it)."""
+
+
 def weight_files(settings: dict) -> list[tuple[str, str]]:
     """(model folder, file name) of every weight file a pipeline's settings use."""
     files = []
@@ -171,7 +175,7 @@ class Pipeline:
         self.name, self.settings = name, settings
         missing = missing_weights(settings)
         if missing:  # all of them at once, before any model is loaded
-            raise FileNotFoundError(f"pipeline '{name}' is missing {len(missing)} weight file(s): " + " | ".join(missing))
+            raise MissingWeights(f"pipeline '{name}' is missing {len(missing)} weight file(s): " + " | ".join(missing))
         self.prior = load_prior(settings["prior"], **settings["loader"])
         self.restorer = load_upscale_model(settings["restorer"]) if "restorer" in settings else None
         self.enhancer = load_face_enhancer(settings["enhancer"]) if "enhancer" in settings else None

@@ -85,10 +85,10 @@ def photos(tmp_path, astronaut):
     return folder
 
 
-def batch(pipeline, photos, out, models, manifest=None):
+def batch(pipeline, photos, out, models, manifest=None, download=True):
     environment = {**os.environ, "DFR_MANIFEST": manifest or ""}
     environment.pop("DFR_MODELS_DIR", None)
-    command = [sys.executable, os.path.join(ROOT, "dfr.py"), "batch", pipeline, str(photos), str(out), "--download",
+    command = [sys.executable, os.path.join(ROOT, "dfr.py"), "batch", pipeline, str(photos), str(out), *(["--download"] if download else []),
                "--models-dir", str(models), "--set", f"detect.detector={HAAR}"]
     return subprocess.run(command, capture_output=True, text=True, timeout=900, env=environment)
 
@@ -127,3 +127,11 @@ def test_a_pipeline_needing_a_file_no_script_can_fetch_stops_at_once_naming_the_
     assert "pipeline 'dr2' needs DR2_FFHQ.pkl, SPARNetHD_FFHQ_DR2aug.pth, which no script can fetch" in errors[0]
     assert errors[0].endswith("these pipelines need no such file: difface, difface-fast, dr2-p2")
     assert not out.exists() and not empty.exists(), "nothing was fetched or written"
+
+
+def test_without_download_the_missing_files_are_named_with_the_way_to_fetch_them(tmp_path, models, photos):
+    done = batch("difface-fast", photos, tmp_path / "restored", models, download=False)
+    assert done.returncode == 1
+    errors = done.stderr.strip().splitlines()
+    assert len(errors) == 1 and "is missing 2 weight file(s)" in errors[0], done.stderr
+    assert errors[0].endswith("; add --download to fetch those a script can")
