@@ -136,9 +136,14 @@ def pipeline_settings(name: str, overrides: dict | None = None) -> dict:
     return settings
 
 
+def fetchable(entry: dict) -> bool:
+    """Whether a script can fetch a manifest file (not: DR2's on Baidu, the DR-BFR files you train)."""
+    return bool(entry.get("url")) and not entry.get("manual")
+
+
 def needs_manual_file(settings: dict) -> bool:
-    """Whether a weight file of these settings can only be fetched by hand (DR2's, on Baidu)."""
-    return any(manifest_entry(file).get("manual") for _, file in weight_files(settings))
+    """Whether a weight file of these settings can only be fetched by hand."""
+    return not all(fetchable(manifest_entry(file)) for _, file in weight_files(settings))
 
 
 def download_missing_weights(name: str, overrides: dict | None = None, report=print) -> list[str]:
@@ -154,7 +159,7 @@ def download_missing_weights(name: str, overrides: dict | None = None, report=pr
             except KeyError:
                 raise FileNotFoundError(f"pipeline '{name}' needs {file}, a file of your own (not in the manifest): "
                                         f"put it in models/{folder}") from None
-    manual = [entry for entry in missing if entry.get("manual") or not entry.get("url")]
+    manual = [entry for entry in missing if not fetchable(entry)]
     if manual:
         others = [other for other in PIPELINES if not needs_manual_file(pipeline_settings(other))]
         steps = " ".join(f"{entry['name']}: {manual_steps(entry)}" for entry in manual)
