@@ -60,10 +60,10 @@ def has_keys(state_dict: dict, *keys: str) -> bool:
 
 
 def _registry() -> list[Architecture]:
-    from . import bisenet, degradation, parsenet, retinaface, sparnet, unet
+    from . import bisenet, degradation, mtcnn, parsenet, retinaface, sparnet, unet
 
     return [
-        retinaface.ARCHITECTURE, parsenet.ARCHITECTURE, bisenet.ARCHITECTURE,
+        retinaface.ARCHITECTURE, mtcnn.ARCHITECTURE, parsenet.ARCHITECTURE, bisenet.ARCHITECTURE,
         unet.ARCHITECTURE, sparnet.ARCHITECTURE, degradation.ARCHITECTURE,
     ]
 

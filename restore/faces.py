@@ -6,6 +6,7 @@ FaceTemporalBlend are these functions with a ComfyUI schema around them.
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import torch
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 
 from .. import runtime
 from ..face.detection.haar import CascadeFilesMissing, HaarDetector
+from ..face.detection.mtcnn import MTCNNDetector
 from ..face.detection.retinaface import MAX_BATCH_PIXELS, WEIGHT_FILES, WEIGHT_URLS, RetinaFaceDetector
 from ..face.faces import FaceSet
 from ..face.find import ALIGNED_INPUT, detect_frames, faces_from_aligned, faces_from_tracks, find_faces
@@ -29,7 +31,10 @@ from .weights import find_weights, load_managed, weights_check
 log = logging.getLogger("diffusion_face_restore")
 
 HAAR = HaarDetector.name
-DETECTOR_CHOICES = [HAAR, "retinaface_resnet50", "retinaface_mobile0.25", ALIGNED_INPUT]
+MTCNN = MTCNNDetector.name
+DETECTOR_CHOICES = [HAAR, MTCNN, "retinaface_resnet50", "retinaface_mobile0.25", ALIGNED_INPUT]
+# MTCNN's weights ship with the pack (tools/convert_mtcnn.py; licence beside them)
+MTCNN_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "face", "detection", "mtcnn.safetensors")
 TRACKING_DETECTORS = [d for d in DETECTOR_CHOICES if d != ALIGNED_INPUT]
 CROP_SIZE_CHOICES = ["512", "256", "1024"]
 PARSING_FILES = {"parsenet": "parsing_parsenet.pth", "bisenet": "parsing_bisenet.pth"}
@@ -60,6 +65,8 @@ def detector_check(name: str):
         if name == HAAR:
             HaarDetector()
             return True
+        if name == MTCNN:
+            return True if os.path.isfile(MTCNN_WEIGHTS) else f"{MTCNN_WEIGHTS} is missing: reinstall the pack"
         weights = detector_weights(name)
     except (ValueError, CascadeFilesMissing) as error:
         return str(error)
@@ -72,6 +79,9 @@ def make_detector(name: str, min_score: float):
             return HaarDetector()
         except CascadeFilesMissing as error:
             raise RuntimeError(str(error)) from None
+    if name == MTCNN:
+        _, managed = load_managed(MTCNN_WEIGHTS, (FACE_DETECTION,))
+        return MTCNNDetector(managed.load(), managed.device)
     path = find_weights(*detector_weights(name))
     descriptor, managed = load_managed(path, (FACE_DETECTION,))
     module = managed.load(memory_required=MAX_BATCH_PIXELS * RETINAFACE_BYTES_PER_PIXEL)
