@@ -41,7 +41,7 @@ python3 "$harness/comfy_run.py" --pack "$pack" \
   --nodes FaceDetect,FaceTrack,FaceTemporalBlend,PasteBack,FaceDiffusionLoader,DifFaceInit,DR2GuidedSampler,FaceEnhancerLoader,Enhancer,DegradationModelLoader,DegradationEncoder,DR-ControlNetApply \
   --input "$out/inputs/example.png" --input "$out/inputs/no_face.png" --input "$out/inputs/clip.mp4" \
   --models-dir "$out/inputs/models" \
-  --prompt "$here/face_pipeline_api.json" --prompt "$here/no_face_api.json" \
+  --prompt "$here/face_pipeline_api.json" --prompt "$here/no_face_api.json" --prompt "$here/mtcnn_api.json" \
   --prompt "$here/retinaface_parsing_api.json" --prompt "$here/difface_api.json" --prompt "$here/difface_fast_api.json" \
   --prompt "$here/dr2_hybrid_api.json" \
   --prompt "$here/dr_bfr_api.json" --prompt "$here/video_dr2_api.json" \
@@ -59,6 +59,13 @@ assert len(saved) == 1, saved
 source, result = describe(sys.argv[2]), describe(saved[0])
 assert result == source and result[3] == 1, (source, result)
 print("video restored: frames, size, fps and sound as the input's:", result)
+# the built-in MTCNN detector (weights in the pack, none in the models folder) found the astronaut's
+# face: one crop, not the grey "no face found" placeholder
+import numpy as np
+from PIL import Image
+crops = glob.glob(f"{sys.argv[1]}/prompt_mtcnn_api_outputs/api_mtcnn_crops*.png")
+assert len(crops) == 1 and np.asarray(Image.open(crops[0])).std() > 20, crops
+print("MTCNN found the face:", crops[0])
 PY
 python3 "$harness/comfy_run.py" --pack "$pack" --input "$out/inputs/example.png" --models-dir "$out/inputs/models" \
   --ui-workflow "$pack/workflows/DR-BFR restoration with your trained ControlNet.json" --no-queue \
