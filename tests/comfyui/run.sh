@@ -91,7 +91,8 @@ python3 "$harness/comfy_run.py" --pack "$pack" --models-dir "$out/inputs/models"
   --out "$out/results_templates" >/dev/null 2>&1 &
 server=$!
 for _ in $(seq 120); do [ -s "$out/url.txt" ] && break; sleep 1; done
+# (its report beside the screenshot: the server writes summary.json into the same folder when it stops)
 "$comfy_python" "$here/template_browser.py" "$(cat "$out/url.txt")" diffusion-face-restore "$out/results_templates" \
-  > "$out/results_templates/summary.json" || { kill "$server"; exit 1; }
+  > "$out/results_templates/template_browser.json" || { kill "$server"; exit 1; }
 kill "$server"
-echo "template browser: $out/results_templates/template_browser.png"
+echo "template browser: $out/results_templates/template_browser.png ($out/results_templates/template_browser.json)"
