@@ -89,6 +89,17 @@ def make_detector(name: str, min_score: float):
     return RetinaFaceDetector(module, name, managed.device, min_score)
 
 
+def tick_per_photo(photos: int, description: str):
+    """An on_photo callback: a progress tick and a cancel point after each photo (or frame)."""
+    progress = runtime.Progress(photos, description)
+
+    def photo_done(_):
+        progress.update()
+        runtime.check_cancel()
+
+    return photo_done
+
+
 def detect_faces(image: torch.Tensor, detector: str = HAAR, crop_size: int | str = 512, selection: str = "all", index: int = 0,
                  min_confidence: float = 0.8, min_face_size: int = 16, max_faces: int = 0) -> FaceSet:
     """The faces of a photo batch (IMAGE [B, H, W, C] in 0..1), FFHQ-aligned crops at crop_size.
@@ -97,18 +108,13 @@ def detect_faces(image: torch.Tensor, detector: str = HAAR, crop_size: int | str
     """
     image = check_finite(check_image_batch(image, "FaceDetect's image", allow_empty=False), "FaceDetect's image")
     crop_size = int(crop_size)
-    progress = runtime.Progress(image.shape[0], "FaceDetect")
-
-    def photo_done(_):
-        progress.update()
-        runtime.check_cancel()
-
     if detector == ALIGNED_INPUT:
         face_set = faces_from_aligned(image, crop_size)
-        progress.update(image.shape[0])
+        runtime.Progress(image.shape[0], "FaceDetect").update(image.shape[0])
     else:
         face_set = find_faces(image, make_detector(detector, min_confidence), crop_size, mode=selection, index=index,
-                              min_score=min_confidence, min_size=min_face_size, max_faces=max_faces, on_photo=photo_done)
+                              min_score=min_confidence, min_size=min_face_size, max_faces=max_faces,
+                              on_photo=tick_per_photo(image.shape[0], "FaceDetect"))
     log.info("FaceDetect: %s", face_set.describe())
     return face_set
 
@@ -119,14 +125,8 @@ def track_faces(images: torch.Tensor, detector: str = HAAR, crop_size: int | str
     """The faces of a clip's frames (IMAGE [T, H, W, C]), linked into tracks (one id per person) and
     smoothed over time, with their aligned crops."""
     images = check_finite(check_image_batch(images, "FaceTrack's images", allow_empty=False), "FaceTrack's images")
-    progress = runtime.Progress(images.shape[0], "FaceTrack")
-
-    def frame_done(_):
-        progress.update()
-        runtime.check_cancel()
-
     detections = detect_frames(images, make_detector(detector, min_confidence), min_score=min_confidence,
-                               min_size=min_face_size, max_faces=max_faces, on_photo=frame_done)
+                               min_size=min_face_size, max_faces=max_faces, on_photo=tick_per_photo(images.shape[0], "FaceTrack"))
     tracked = smooth_tracks(link_tracks(detections, max_gap), images.shape[0], smoothing, min_track_length)
     face_set = faces_from_tracks(images, tracked, int(crop_size), f"{detector}, tracked")
     log.info("FaceTrack: %s, %d person(s)", face_set.describe(), len(set(face_set.tracks)))

@@ -81,6 +81,11 @@ def windows(image: torch.Tensor, boxes: torch.Tensor, size: int) -> tuple[torch.
     return normalised(torch.cat(patches) if patches else empty), torch.from_numpy(valid).to(boxes.device)
 
 
+def kept_by_suppression(boxes: torch.Tensor, threshold: float) -> list[int]:
+    """Indices of the [N, >= 5] boxes (x1, y1, x2, y2, score) kept by NMS at this IoU threshold."""
+    return non_maximum_suppression(boxes[:, :4].cpu().numpy(), boxes[:, 4].cpu().numpy(), threshold)
+
+
 def min_overlap_suppression(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
     """O-Net's final NMS: overlap as a fraction of the smaller box (inclusive pixel areas), the
     highest score first, boxes overlapping a kept one by more than `threshold` dropped."""
@@ -117,9 +122,9 @@ class MTCNNDetector(FaceDetector):
         for scale in pyramid_scales(height, width):
             level = F.interpolate(image, size=(int(height * scale + 1), int(width * scale + 1)), mode="area")
             boxes = proposals(*self.networks.pnet(normalised(level)), scale)
-            candidates.append(boxes[non_maximum_suppression(boxes[:, :4].cpu().numpy(), boxes[:, 4].cpu().numpy(), 0.5)])
+            candidates.append(boxes[kept_by_suppression(boxes, 0.5)])
         boxes = torch.cat(candidates) if candidates else image.new_zeros((0, 9))
-        boxes = boxes[non_maximum_suppression(boxes[:, :4].cpu().numpy(), boxes[:, 4].cpu().numpy(), 0.7)]
+        boxes = boxes[kept_by_suppression(boxes, 0.7)]
         # P-Net's own corrections, as fractions of the (exclusive) box size
         size = (boxes[:, 2:4] - boxes[:, 0:2]).repeat(1, 2)
         boxes = square(torch.cat([boxes[:, :4] + boxes[:, 5:9] * size, boxes[:, 4:5]], dim=1))
@@ -136,7 +141,7 @@ class MTCNNDetector(FaceDetector):
         correction, probability = self.networks.rnet(patches)
         keep = probability > THRESHOLDS[1]
         boxes = torch.cat([boxes[keep, :4], probability[keep, None]], dim=1)
-        pick = non_maximum_suppression(boxes[:, :4].cpu().numpy(), boxes[:, 4].cpu().numpy(), 0.7)
+        pick = kept_by_suppression(boxes, 0.7)
         return square(corrected(boxes[pick], correction[keep][pick]))
 
     def output(self, image: torch.Tensor, boxes: torch.Tensor) -> list[Detection]:
