@@ -32,7 +32,7 @@ from diffusion_face_restore.diffusion.dr2 import prepare_guide  # noqa: E402
 from diffusion_face_restore.diffusion.lowpass import LowPass  # noqa: E402
 from diffusion_face_restore.diffusion.samplers import best_spacing, q_sample  # noqa: E402
 from diffusion_face_restore.diffusion.schedule import NoiseLevels, Schedule  # noqa: E402
-from diffusion_face_restore.restore.faces import HAAR, detect_faces, detection_previews, paste_back, track_faces  # noqa: E402
+from diffusion_face_restore.restore.faces import detect_faces, detection_previews, paste_back, track_faces  # noqa: E402
 from diffusion_face_restore.restore.pipelines import DR2_FAST_CALLS, FAST_DIFFACE_SAMPLER, FAST_DR2_SAMPLER  # noqa: E402
 from diffusion_face_restore.tools import workflow_templates as templates  # noqa: E402
 
@@ -124,12 +124,12 @@ class Photos:
         self.astronaut = torch.from_numpy(skimage.data.astronaut().astype(np.float32) / 255)[None]
         self.degraded = degrade(self.astronaut)
         # FaceDetect's defaults (the function's defaults are the node's), the built-in detector
-        self.crop = detect_faces(self.astronaut, HAAR).crops[:1]
-        self.degraded_crop = detect_faces(self.degraded, HAAR).crops[:1]
+        self.crop = detect_faces(self.astronaut).crops[:1]
+        self.degraded_crop = detect_faces(self.degraded).crops[:1]
         shared = shared_dir()
         group = os.path.join(shared, "images", "whole", "difface_whole_00.jpg") if shared else None
         self.group = load_photo(group) if group and os.path.exists(group) else self.astronaut
-        self.group_faces = detect_faces(self.group, HAAR)
+        self.group_faces = detect_faces(self.group)
         self.group_crops, self.group_preview = self.group_faces.crops, detection_previews(self.group, self.group_faces)
 
 
@@ -150,7 +150,7 @@ def readme_pictures(photos: Photos, out: str):
 
 
 def paste_mask(photo: torch.Tensor) -> torch.Tensor:
-    faces = detect_faces(photo, HAAR)
+    faces = detect_faces(photo)
     return paste_back(photo, faces, faces.crops)[1][0]
 
 
@@ -169,7 +169,7 @@ def tracked_clip(photos: Photos, frames: int = 30) -> tuple[torch.Tensor, torch.
     built-in detector: (previews, crops), one face per frame."""
     photo = to_uint8(photos.astronaut[0])
     clip = render_clip(photo, camera_path(frames, photo.shape[:2]), noise=6, jpeg=70, seed=0)
-    faces = track_faces(clip, HAAR)  # FaceTrack's defaults
+    faces = track_faces(clip)  # FaceTrack's defaults
     return detection_previews(clip, faces), faces.crops
 
 

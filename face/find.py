@@ -1,6 +1,7 @@
 """Photos in, FaceSet out: detect, select, align and crop."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import cv2
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 
 from . import alignment
+from .appearance import face_appearance
 from .detection import Detection, FaceDetector
 from .faces import Face, FaceSet
 from .image import image_to_numpy, rgb_view, to_uint8
@@ -57,17 +59,22 @@ def detect_frames(
     min_score: float = 0.5,
     min_size: float = 0.0,
     max_faces: int = 0,
+    with_appearance: bool = False,
     on_photo: Callable[[int], None] | None = None,
 ) -> list[list[Detection]]:
     """Every photo's (frame's) detections, filtered and selected (face.selection), in reading order;
-    the photos go to the detector PHOTOS_PER_DETECTION at a time. on_photo(i) after photo i."""
+    the photos go to the detector PHOTOS_PER_DETECTION at a time. on_photo(i) after photo i.
+    with_appearance: each detection carries its face.appearance vector (for the tracker)."""
     found_all = []
     height, width = int(images.shape[1]), int(images.shape[2])
     for start in range(0, images.shape[0], PHOTOS_PER_DETECTION):
         indices = range(start, min(images.shape[0], start + PHOTOS_PER_DETECTION))
-        found = detector.detect([to_uint8(rgb_view(image_to_numpy(images[i]))) for i in indices])
-        for image_index, detections in zip(indices, found):
-            found_all.append(select_faces(detections, height, width, mode, index, min_score, min_size, max_faces))
+        photos = [to_uint8(rgb_view(image_to_numpy(images[i]))) for i in indices]
+        for image_index, photo, detections in zip(indices, photos, detector.detect(photos)):
+            chosen = select_faces(detections, height, width, mode, index, min_score, min_size, max_faces)
+            if with_appearance:
+                chosen = [dataclasses.replace(d, appearance=face_appearance(photo, d.landmarks)) for d in chosen]
+            found_all.append(chosen)
             if on_photo is not None:
                 on_photo(image_index)
     return found_all

@@ -12,7 +12,7 @@ from ..face.image import check_image_batch
 from ..face.preview import no_face_placeholder
 from ..face.selection import SELECTION_MODES
 from ..restore.checks import expect
-from ..restore.faces import (CROP_SIZE_CHOICES, DETECTOR_CHOICES, HAAR, detect_faces, detection_previews, detector_check,
+from ..restore.faces import (CROP_SIZE_CHOICES, DEFAULT_DETECTOR, DETECTOR_CHOICES, detect_faces, detection_previews, detector_check,
                              parsing_check, paste_back)
 from .types import CATEGORY_FACES, FACES
 
@@ -48,10 +48,10 @@ class FaceDetect:
         return {
             "required": {
                 "image": ("IMAGE", {"tooltip": "Photos (a batch works; each may hold any number of faces)."}),
-                "detector": (DETECTOR_CHOICES, {"default": HAAR, "tooltip": (
-                    "opencv-haar (built-in): no download; upright frontal faces, approximate landmarks. "
-                    "mtcnn (built-in): no download (2 MB weights in the pack); faces from about 20 px, frontal to "
-                    "three-quarter views, five landmarks regressed by the network. "
+                "detector": (DETECTOR_CHOICES, {"default": DEFAULT_DETECTOR, "tooltip": (
+                    "mtcnn (built-in, the default): no download (2 MB weights in the pack); faces from about 20 px, "
+                    "frontal to three-quarter views, five landmarks regressed by the network. "
+                    "opencv-haar (built-in): no download; upright frontal faces only, landmarks estimated from the box. "
                     "retinaface_resnet50 / retinaface_mobile0.25: accurate in most poses; need "
                     "detection_Resnet50_Final.pth / detection_mobilenet0.25_Final.pth in models/facedetection. "
                     "aligned input: each photo already is an FFHQ-aligned face crop (passes through).")}),

@@ -45,18 +45,27 @@ class FaceTrack:
                     "Zero lag: the smoother runs forward and backward through the clip. A face that does not "
                     "move is never moved.")}),
                 "max_gap": ("INT", {"default": 5, "min": 0, "max": 120, "tooltip": (
-                    "Frames a face may go undetected and keep its id (the gap is filled from the track). A face "
-                    "away longer comes back as a new person.")}),
+                    "Frames a face may go undetected and still be filled in from its track (landmarks "
+                    "interpolated). A face away longer is left out of those frames; see reidentify_within.")}),
                 "min_track_length": ("INT", {"default": 3, "min": 1, "max": 1000, "tooltip": (
                     "Drop tracks detected in fewer frames than this (one-frame false alarms).")}),
+            },
+            "optional": {  # optional: API prompts saved before it existed still validate
+                "reidentify_within": ("INT", {"default": 60, "min": 0, "max": 1000, "tooltip": (
+                    "A face that was away (missed, hidden, out of the picture) for up to this many frames keeps "
+                    "its id when it comes back looking like the person who left (texture and colour of the "
+                    "aligned face), so same_noise_per_person stays per person. 60 = 2 s at 30 fps; 0 = "
+                    "every return after max_gap is a new person.")}),
             }
         }
 
     VALIDATE_INPUTS = FaceDetect.VALIDATE_INPUTS
 
-    def track(self, images, detector, crop_size, min_confidence, min_face_size, max_faces, smoothing, max_gap, min_track_length):
+    def track(self, images, detector, crop_size, min_confidence, min_face_size, max_faces, smoothing, max_gap, min_track_length,
+              reidentify_within=60):
         images = check_image_batch(images, "FaceTrack's images", allow_empty=False)
-        face_set = track_faces(images, detector, crop_size, min_confidence, min_face_size, max_faces, smoothing, max_gap, min_track_length)
+        face_set = track_faces(images, detector, crop_size, min_confidence, min_face_size, max_faces, smoothing, max_gap, min_track_length,
+                               reidentify_within)
         return face_outputs(images, face_set, "FaceTrack")
 
 

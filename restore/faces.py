@@ -32,6 +32,9 @@ log = logging.getLogger("diffusion_face_restore")
 
 HAAR = HaarDetector.name
 MTCNN = MTCNNDetector.name
+# the zero-download default: MTCNN finds a face in every frame of the shared clips where the Haar
+# cascade finds a third; Haar stays a choice (benchmarks/detector_quality.py)
+DEFAULT_DETECTOR = MTCNN
 DETECTOR_CHOICES = [HAAR, MTCNN, "retinaface_resnet50", "retinaface_mobile0.25", ALIGNED_INPUT]
 # MTCNN's weights ship with the pack (tools/convert_mtcnn.py; licence beside them)
 MTCNN_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "face", "detection", "mtcnn.safetensors")
@@ -100,7 +103,7 @@ def tick_per_photo(photos: int, description: str):
     return photo_done
 
 
-def detect_faces(image: torch.Tensor, detector: str = HAAR, crop_size: int | str = 512, selection: str = "all", index: int = 0,
+def detect_faces(image: torch.Tensor, detector: str = DEFAULT_DETECTOR, crop_size: int | str = 512, selection: str = "all", index: int = 0,
                  min_confidence: float = 0.8, min_face_size: int = 16, max_faces: int = 0) -> FaceSet:
     """The faces of a photo batch (IMAGE [B, H, W, C] in 0..1), FFHQ-aligned crops at crop_size.
 
@@ -119,15 +122,18 @@ def detect_faces(image: torch.Tensor, detector: str = HAAR, crop_size: int | str
     return face_set
 
 
-def track_faces(images: torch.Tensor, detector: str = HAAR, crop_size: int | str = 512, min_confidence: float = 0.8,
+def track_faces(images: torch.Tensor, detector: str = DEFAULT_DETECTOR, crop_size: int | str = 512, min_confidence: float = 0.8,
                 min_face_size: int = 16, max_faces: int = 0, smoothing: float = 0.5, max_gap: int = 5,
-                min_track_length: int = 3) -> FaceSet:
-    """The faces of a clip's frames (IMAGE [T, H, W, C]), linked into tracks (one id per person) and
-    smoothed over time, with their aligned crops."""
+                min_track_length: int = 3, reidentify_within: int = 60) -> FaceSet:
+    """The faces of a clip's frames (IMAGE [T, H, W, C]), linked into tracks (one id per person, also
+    after a face was away for up to `reidentify_within` frames) and smoothed over time, with their
+    aligned crops."""
     images = check_finite(check_image_batch(images, "FaceTrack's images", allow_empty=False), "FaceTrack's images")
     detections = detect_frames(images, make_detector(detector, min_confidence), min_score=min_confidence,
-                               min_size=min_face_size, max_faces=max_faces, on_photo=tick_per_photo(images.shape[0], "FaceTrack"))
-    tracked = smooth_tracks(link_tracks(detections, max_gap), images.shape[0], smoothing, min_track_length)
+                               min_size=min_face_size, max_faces=max_faces, with_appearance=True,
+                               on_photo=tick_per_photo(images.shape[0], "FaceTrack"))
+    tracked = smooth_tracks(link_tracks(detections, max_gap, reidentify_within=reidentify_within), images.shape[0], smoothing,
+                            min_track_length)
     face_set = faces_from_tracks(images, tracked, int(crop_size), f"{detector}, tracked")
     log.info("FaceTrack: %s, %d person(s)", face_set.describe(), len(set(face_set.tracks)))
     return face_set

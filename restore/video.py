@@ -74,16 +74,18 @@ def write_json(path: str, value):
 
 
 def track_video(path: str, detect_settings: dict, chunk_frames: int, smoothing: float, max_gap: int, min_length: int,
-                report=print) -> list[list[TrackedFace]]:
+                reidentify_seconds: float = 2.0, report=print) -> list[list[TrackedFace]]:
     detector = make_detector(detect_settings["detector"], detect_settings["min_confidence"])
     detections = []
     progress = runtime.TerminalProgress(video_info(path)["frames"], "detecting")
     for _, frames in read_chunks(path, chunk_frames):
         detections += detect_frames(frames, detector, min_score=detect_settings["min_confidence"],
-                                    min_size=detect_settings["min_face_size"], max_faces=detect_settings["max_faces"])
+                                    min_size=detect_settings["min_face_size"], max_faces=detect_settings["max_faces"],
+                                    with_appearance=True)
         progress.update(frames.shape[0])
         runtime.check_cancel()
-    tracked = smooth_tracks(link_tracks(detections, max_gap), len(detections), smoothing, min_length)
+    reidentify_within = int(round(reidentify_seconds * video_info(path)["fps"]))
+    tracked = smooth_tracks(link_tracks(detections, max_gap, reidentify_within=reidentify_within), len(detections), smoothing, min_length)
     report(f"{len(detections)} frames, faces in {sum(1 for f in tracked if f)}, {len({f.track for fr in tracked for f in fr})} person(s)")
     return tracked
 
@@ -99,7 +101,8 @@ def tracked_from_json(values: list) -> list[list[TrackedFace]]:
 
 
 def restore_video(pipeline: str, input_path: str, output_path: str, seed: int = 0, overrides: dict | None = None,
-              chunk_frames: int = CHUNK_FRAMES, smoothing: float = 0.5, max_gap: int = 5, min_length: int = 3, report=print) -> dict:
+                  chunk_frames: int = CHUNK_FRAMES, smoothing: float = 0.5, max_gap: int = 5, min_length: int = 3,
+                  reidentify_seconds: float = 2.0, report=print) -> dict:
     """Restore every face of a video into output_path; returns {"frames", "chunks", "resumed_chunks"}."""
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames must be at least 1 (got {chunk_frames}): it is how many frames are restored at a time")
@@ -115,7 +118,8 @@ def restore_video(pipeline: str, input_path: str, output_path: str, seed: int = 
         with open(tracks_file, encoding="utf-8") as handle:
             tracked = tracked_from_json(json.load(handle))
     else:
-        tracked = track_video(input_path, runner.settings["detect"], chunk_frames, smoothing, max_gap, min_length, report)
+        tracked = track_video(input_path, runner.settings["detect"], chunk_frames, smoothing, max_gap, min_length, reidentify_seconds,
+                              report)
         write_json(tracks_file, tracked_to_json(tracked))
     crop_size = int(runner.settings["detect"]["crop_size"])
     chunks, resumed = 0, 0

@@ -12,7 +12,8 @@ from diffusion_face_restore import runtime
 from diffusion_face_restore.nodes.drbfr_nodes import (
     DegradationEncoder, DegradationModelLoader, DRControlNetApply, add_tokens,
 )
-from diffusion_face_restore.nodes.face_nodes import HAAR, FaceDetect
+from diffusion_face_restore.nodes.face_nodes import FaceDetect
+from diffusion_face_restore.restore.faces import HAAR
 from diffusion_face_restore.training.stage1 import export_bundle
 
 CONTEXT = 64

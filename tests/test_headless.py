@@ -16,7 +16,7 @@ from testdata import ROOT, golden_path
 from test_workflows import widget_specs
 
 from diffusion_face_restore.models.convert import convert_to_safetensors
-from diffusion_face_restore.nodes.face_nodes import HAAR
+from diffusion_face_restore.restore.faces import HAAR
 from diffusion_face_restore.restore.photos import seed_for
 from diffusion_face_restore.restore.pipelines import PIPELINES
 

@@ -14,7 +14,7 @@ from diffusion_face_restore import runtime
 from diffusion_face_restore.nodes.face_nodes import FaceDetect, PasteBack
 from diffusion_face_restore.nodes.types import CATEGORY_ROOT
 
-DETECT_DEFAULTS = dict(detector="opencv-haar (built-in)", crop_size="512", selection="all", index=0, min_confidence=0.8, min_face_size=16, max_faces=0)
+DETECT_DEFAULTS = dict(detector="mtcnn (built-in)", crop_size="512", selection="all", index=0, min_confidence=0.8, min_face_size=16, max_faces=0)
 PASTE_DEFAULTS = dict(blend=1.0, color_match="none", parsing="none", keep_original_accessories=False, mask_erosion=0.1, mask_feather=0.1)
 
 
@@ -120,7 +120,7 @@ def test_selection_modes_and_face_order(whole_photos):
     none, _, _, zero = detect(image, selection="index", index=9)
     assert zero == 0
     _, _, _, two = detect(image, max_faces=2)
-    _, _, _, big_only = detect(image, min_face_size=45)
+    _, _, _, big_only = detect(image, min_face_size=36)
     assert two == 2 and big_only == 2
 
 

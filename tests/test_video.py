@@ -13,7 +13,8 @@ from diffusion_face_restore.face.detection import Detection
 from diffusion_face_restore.face.detection.haar import HaarDetector
 from diffusion_face_restore.face.find import detect_frames
 from diffusion_face_restore.face.tracking import link_tracks, smooth_tracks
-from diffusion_face_restore.nodes.face_nodes import HAAR, FaceDetect
+from diffusion_face_restore.nodes.face_nodes import FaceDetect
+from diffusion_face_restore.restore.faces import HAAR
 from diffusion_face_restore.nodes.video_nodes import FaceTemporalBlend, FaceTrack
 
 TRACK = dict(detector=HAAR, crop_size="512", min_confidence=0.8, min_face_size=16, max_faces=0, smoothing=0.5, max_gap=5, min_track_length=3)

@@ -22,6 +22,8 @@ class Detection:
     box: np.ndarray  # (4,) x1, y1, x2, y2
     landmarks: np.ndarray  # (5, 2) left eye, right eye, nose, left mouth, right mouth
     score: float
+    # what the face looks like (face.appearance), where a tracker asked for it
+    appearance: np.ndarray | None = None
 
     def to_photo(self, fx: float, fy: float) -> "Detection":
         """Map from a photo resized by (fx, fy) back to the photo (pixel centres line up)."""
