@@ -14,6 +14,11 @@ Each runs through FaceTrack's function (restore.faces.track_faces, its defaults)
 reidentify_within = 0 (every return after max_gap is a new person, as before) and 20 (2 s).
 Reported: ids per true person, id switches, frames with a face where none is visible.
 
+Then the appearance similarity the thresholds of face/tracking.py rest on: between frames of one
+person (every 6th frame of each shared clip) and between different people (the clips' faces
+against each other and against the faces of the shared photos; synthetic_1 against synthetic_2
+left out, they may show one person).
+
     python benchmarks/identity_tracking.py
 """
 from __future__ import annotations
@@ -162,6 +167,43 @@ def score(face_set, truth) -> dict:
             "persons": len({face.track for face in face_set.faces})}
 
 
+def similarity_table(shared: str):
+    import glob
+
+    from PIL import Image
+
+    from diffusion_face_restore.face.appearance import face_appearance
+    from diffusion_face_restore.face.tracking import SAME_PERSON_SIMILARITY
+
+    detector = make_detector(DEFAULT_DETECTOR, 0.8)
+    people: dict[str, list[np.ndarray]] = {}
+    for clip in sorted(glob.glob(os.path.join(shared, "videos", "*.mp4"))):
+        name = os.path.basename(clip)
+        frames = read_frames(clip, 0, int(cv2.VideoCapture(clip).get(cv2.CAP_PROP_FRAME_COUNT)) // 6, step=6)
+        for frame, detections in zip(frames, detector.detect(frames)):
+            if detections:
+                people.setdefault(name, []).append(face_appearance(frame, max(detections, key=lambda d: d.box[2] - d.box[0]).landmarks))
+    for path in sorted(glob.glob(os.path.join(shared, "images", "*", "*"))):
+        photo = np.array(Image.open(path).convert("RGB"))
+        for k, d in enumerate(detector.detect([photo])[0]):
+            people[f"{os.path.basename(path)}#{k}"] = [face_appearance(photo, d.landmarks)]
+    vectors = {name: np.stack(v) for name, v in people.items()}
+    same, different = [], []
+    for a in vectors:
+        pairs = vectors[a] @ vectors[a].T
+        same += list(pairs[np.triu_indices(len(pairs), 1)])
+        for b in vectors:
+            if a < b and not (a.startswith("synthetic") and b.startswith("synthetic")):
+                different += list((vectors[a] @ vectors[b].T).ravel())
+    same, different = np.array(same), np.array(different)
+    print(f"\nappearance similarity: {len(same)} pairs of one person, {len(different)} of different people")
+    print(f"| pairs | 1st pct. | 5th pct. | median | 95th pct. | 99th pct. | share at or above {SAME_PERSON_SIMILARITY} |")
+    print("|---|---|---|---|---|---|---|")
+    for label, values in (("one person", same), ("different people", different)):
+        q = np.percentile(values, [1, 5, 50, 95, 99])
+        print(f"| {label} | " + " | ".join(f"{v:.3f}" for v in q) + f" | {np.mean(values >= SAME_PERSON_SIMILARITY):.1%} |")
+
+
 CLIPS = {"hidden": hidden_clip, "cut": cut_clip, "other person": other_person_clip, "crossing": crossing_clip}
 
 
@@ -178,6 +220,7 @@ def main():
             result = score(track_faces(as_batch(frames), reidentify_within=reidentify), truth)
             ids = ", ".join(f"{k} {v}" for k, v in sorted(result["ids"].items()))
             print(f"| {name} | {people} | {reidentify} | {ids} | {result['switches']} | {result['persons']} | {result['phantom']} |")
+    similarity_table(shared)
 
 
 if __name__ == "__main__":
