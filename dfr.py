@@ -31,6 +31,14 @@ ComfyUI), or `dfr ...` where the package is installed (pip install ".[torch]").
         fetches the weight files the pipeline lacks, as `download` does; a file no script can fetch
         (DR2's, on Baidu) stops it before any photo, naming the pipelines that need none.
 
+    python dfr.py batch --workflow FILE.json INPUT OUTPUT [--models-dir DIR]
+        Run a workflow saved from ComfyUI (UI or API format) on every photo of INPUT, exactly as queued
+        in ComfyUI with the photo in its Load Image node: the pack's nodes and Load/Save/Preview Image,
+        Load Upscale Model and Upscale Image (using Model) run headless; any other node type is refused
+        before anything runs. What its Save Image node receives goes to OUTPUT/<photo>.png;
+        OUTPUT/manifest.jsonl records each photo (outputs, faces found, or why it failed). Resumable:
+        finished photos are skipped, failed ones tried again.
+
     python dfr.py workflows [--check]
         Write the workflow templates in workflows/ from their descriptions (tools/workflow_templates.py),
         or with --check report those that differ. Their thumbnails: benchmarks/readme_pictures.py.
@@ -145,7 +153,12 @@ def download(args) -> int:
     return 1 if failures else 0
 
 
+PIPELINE_NAMES = ["difface", "difface-fast", "dr2", "dr2-fast", "dr2-p2", "hybrid"]
+
+
 def batch(args) -> int:
+    if args.workflow:
+        return batch_workflow(args)
     import_pack()
     from diffusion_face_restore import runtime
     from diffusion_face_restore.models.download import DownloadError
@@ -170,6 +183,26 @@ def batch(args) -> int:
         print(f"error: {error}{hint}", file=sys.stderr)
         return 1
     print(f"restored {len(result['done'])}, skipped {len(result['skipped'])} (already done), failed {len(result['failed'])}")
+    return 1 if result["failed"] else 0
+
+
+def batch_workflow(args) -> int:
+    import_pack()
+    from diffusion_face_restore import runtime
+    from diffusion_face_restore.headless.batch import run_workflow_batch
+
+    if args.set or args.download:
+        print("error: --set and --download go with a PIPELINE; a workflow carries its own settings "
+              "(fetch its files first with: dfr download --workflow FILE)", file=sys.stderr)
+        return 1
+    runtime.set_models_dir(default_models_dir(args.models_dir))
+    try:
+        result = run_workflow_batch(args.workflow, args.input_dir, args.output_dir)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"done {len(result['done'])}, skipped {len(result['skipped'])} (already done), failed {len(result['failed'])}; "
+          f"every photo's outcome: {os.path.join(args.output_dir, 'manifest.jsonl')}")
     return 1 if result["failed"] else 0
 
 
@@ -249,10 +282,12 @@ def main(argv=None) -> int:
     download_parser.add_argument("--models-dir", help=f"ComfyUI's models folder (default: {MODELS_DIR_DEFAULT})")
     download_parser.add_argument("--offline", action="store_true", help="download nothing; report what is missing")
     download_parser.set_defaults(run=download)
-    batch_parser = commands.add_parser("batch", help="restore a folder of photos with a workflow's pipeline, headless")
-    batch_parser.add_argument("pipeline", choices=["difface", "difface-fast", "dr2", "dr2-fast", "dr2-p2", "hybrid"])
-    batch_parser.add_argument("input_dir", metavar="INPUT", help="a folder of photos, or a video file")
-    batch_parser.add_argument("output_dir", metavar="OUTPUT", help="the output folder, or for a video the output video (or a folder)")
+    batch_parser = commands.add_parser("batch", help="restore a folder of photos with a pipeline or a saved workflow, headless")
+    batch_parser.add_argument("places", nargs="+", metavar="[PIPELINE] INPUT OUTPUT", help=(
+        f"PIPELINE: one of {', '.join(PIPELINE_NAMES)} (not with --workflow); INPUT: a folder of photos, or a video "
+        "file; OUTPUT: the output folder, or for a video the output video (or a folder)"))
+    batch_parser.add_argument("--workflow", metavar="FILE.json",
+                              help="run this workflow saved from ComfyUI (UI or API format) on every photo of INPUT instead of a pipeline")
     batch_parser.add_argument("--chunk-frames", type=int, default=24, help="video: frames restored at a time (bounds the memory)")
     batch_parser.add_argument("--seed", type=int, default=0, help="base seed; each photo gets seed + crc32(its file name)")
     batch_parser.add_argument("--models-dir", help=f"ComfyUI's models folder (default: {MODELS_DIR_DEFAULT})")
@@ -271,6 +306,13 @@ def main(argv=None) -> int:
         train_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
         train_parser.set_defaults(run=train)
     args = parser.parse_args(argv)
+    if args.command == "batch":
+        wanted = 2 if args.workflow else 3
+        if len(args.places) != wanted or (not args.workflow and args.places[0] not in PIPELINE_NAMES):
+            batch_parser.error("give PIPELINE INPUT OUTPUT, or --workflow FILE.json INPUT OUTPUT" +
+                               ("" if args.workflow or args.places[0] in PIPELINE_NAMES else f" (PIPELINE is one of {', '.join(PIPELINE_NAMES)})"))
+        args.pipeline = None if args.workflow else args.places[0]
+        args.input_dir, args.output_dir = args.places[-2:]
     return args.run(args)
 
 

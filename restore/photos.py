@@ -25,10 +25,18 @@ def seed_for(name: str, seed: int) -> int:
 
 
 def list_photos(folder: str) -> list[str]:
-    """The photo files of a folder (not its subfolders), sorted by name."""
+    """The photo files of a folder (not its subfolders), sorted by name; two whose outputs
+    (`<name>.png`) would share a name are refused."""
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder} is not a folder of photos")
-    return sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
+    photos = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
+    stems: dict[str, list[str]] = {}
+    for name in photos:
+        stems.setdefault(os.path.splitext(name)[0], []).append(name)
+    clashes = [" and ".join(names) for names in stems.values() if len(names) > 1]
+    if clashes:
+        raise ValueError(f"{'; '.join(clashes)} would be written to the same output name; rename one of each")
+    return photos
 
 
 def load_photo(path: str) -> torch.Tensor:

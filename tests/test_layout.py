@@ -24,7 +24,7 @@ LAYERS = [
     {"models", "face", "degradations", "diffusion"},
     {"restore", "training"},
     {"nodes"},
-    {"tools"},
+    {"tools", "headless"},
 ]
 COMFYUI_MODULES = {"comfy", "comfy_extras", "comfy_api", "folder_paths", "server", "execution", "nodes", "latent_preview"}
 NOT_PACK_CODE = {"tests", "benchmarks", "workflows", "docs"}

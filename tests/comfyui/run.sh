@@ -67,6 +67,20 @@ crops = glob.glob(f"{sys.argv[1]}/prompt_mtcnn_api_outputs/api_mtcnn_crops*.png"
 assert len(crops) == 1 and np.asarray(Image.open(crops[0])).std() > 20, crops
 print("MTCNN found the face:", crops[0])
 PY
+# dfr.py batch --workflow: every template that runs headless, and copies using the built-in MTCNN
+# (the random-weight RetinaFace here finds no face), queued in ComfyUI above and here, then run
+# headless with ComfyUI's own Python (the same torch build) on the same photo and models: the same
+# pixels, bit for bit
+"$python" "$here/headless_compare.py" prepare "$pack" "$out/inputs/mtcnn_workflows" >/dev/null
+mtcnn_workflows=()
+for workflow in "$out/inputs/mtcnn_workflows"/*.json; do mtcnn_workflows+=(--ui-workflow "$workflow"); done
+python3 "$harness/comfy_run.py" --pack "$pack" --input "$out/inputs/example.png" --models-dir "$out/inputs/models" \
+  "${mtcnn_workflows[@]}" --out "$out/results" --summary "$out/results/summary_mtcnn_workflows.json"
+headless=()
+for workflow in "$pack"/workflows/*.json "$out/inputs/mtcnn_workflows"/*.json; do
+  case "$(basename "$workflow")" in DR-BFR*|Video*) ;; *) headless+=("$workflow") ;; esac
+done
+"$comfy_python" "$here/headless_compare.py" compare "$pack" "$out/results" "$out/inputs/example.png" "$out/inputs/models" "${headless[@]}"
 python3 "$harness/comfy_run.py" --pack "$pack" --input "$out/inputs/example.png" --models-dir "$out/inputs/models" \
   --ui-workflow "$pack/workflows/DR-BFR restoration with your trained ControlNet.json" --no-queue \
   --out "$out/results_dr_bfr_ui" --summary "$out/results_dr_bfr_ui/summary.json"

@@ -1,0 +1,216 @@
+"""A saved workflow over a folder of photos, headless: the workflow's LoadImage is fed each photo in
+turn, what its Save Image node(s) receive is written to the output folder, and a manifest records
+every photo's outcome.
+
+- Checked before any photo: node types (one line naming those that cannot run), one LoadImage
+  feeding the saved images, at least one Save Image, every node's own input checks (missing weight
+  files are all named at once, as ComfyUI does).
+- Nodes that do not depend on the photo (loaders) run once for the whole batch.
+- Outputs: `<photo>.png` (several Save Image nodes: `<photo>_<node id>.png`; a batch of images:
+  `..._<k>.png`), pixels as ComfyUI's Save Image writes them, written under a temporary name and
+  renamed.
+- Manifest (`OUTPUT/manifest.jsonl`): one JSON line per photo finished or failed (name, outputs,
+  faces found, seconds, or the one-line reason). A photo counts as done when its line says so and
+  its outputs exist, or when its single output exists: a run killed at any point and started again
+  loses no finished photo and restores none twice. Failed photos are tried again on the next run.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import socket
+import time
+
+import torch
+from PIL import Image
+
+from .. import runtime
+from ..restore.photos import list_photos
+from .core_nodes import to_uint8
+from .graph import GraphNode, WorkflowError, node_class, read_workflow, upstream_of
+
+MANIFEST = "manifest.jsonl"
+
+
+def is_link(value) -> bool:
+    return isinstance(value, tuple) and len(value) == 3 and value[0] == "link"
+
+
+class WorkflowBatch:
+    """A workflow ready to run photo by photo (see the module's description)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.graph = read_workflow(path)
+        saves = sorted((i for i, n in self.graph.items() if n.type == "SaveImage"), key=node_order)
+        if not saves:
+            raise WorkflowError(f"{os.path.basename(path)} saves nothing: add a Save Image node where the restored photo comes out")
+        self.saves = saves
+        needed = upstream_of(self.graph, saves)
+        loads = sorted(i for i in needed if self.graph[i].type == "LoadImage")
+        if len(loads) != 1:
+            raise WorkflowError(f"{os.path.basename(path)}: the saved images must come from exactly one Load Image node "
+                                f"(found {len(loads)}); the batch feeds it each photo")
+        self.load = loads[0]
+        self.per_photo = {i for i in needed if self.load in upstream_of(self.graph, [i])}
+        self.shared: dict[str, tuple] = {}  # outputs of nodes that do not depend on the photo
+        self.check_inputs(needed)
+
+    def check_inputs(self, needed: set[str]):
+        problems = []
+        for node_id in sorted(needed, key=node_order):
+            node, cls = self.graph[node_id], node_class(self.graph[node_id].type)
+            check = getattr(cls, "VALIDATE_INPUTS", None)
+            if check is None:
+                continue
+            names = inspect.signature(check).parameters
+            answer = check(**{k: v for k, v in node.inputs.items() if k in names and not is_link(v)})
+            if answer is not True:
+                problems.append(f"{node.type} (node {node_id}): {answer}")
+        if problems:
+            raise WorkflowError("; ".join(problems))
+
+    def run(self, photo_path: str) -> tuple[list[torch.Tensor], int]:
+        """The images each Save Image node receives for one photo, and how many faces were found."""
+        outputs: dict[str, tuple] = {}
+        saved = [self.evaluate(i, outputs, photo_path)["images"] for i in self.saves]
+        faces = sum(int(result[names.index("count")]) for node_id, result in outputs.items()
+                    if "count" in (names := output_names(self.graph[node_id].type)))
+        return saved, faces
+
+    def evaluate(self, node_id: str, outputs: dict, photo_path: str):
+        store = outputs if node_id in self.per_photo else self.shared
+        if node_id in store:
+            return store[node_id]
+        node = self.graph[node_id]
+        cls = node_class(node.type)
+        lazy = lazy_inputs(cls)
+        arguments = {}
+        for name, value in node.inputs.items():
+            if is_link(value):
+                if name not in lazy:
+                    arguments[name] = self.output(value, outputs, photo_path)
+            else:
+                arguments[name] = value
+        if node_id == self.load:
+            arguments["image"] = photo_path
+        instance = cls()
+        wanted = [n for n in lazy if is_link(node.inputs.get(n))]
+        if wanted and hasattr(instance, "check_lazy_status"):
+            wanted = instance.check_lazy_status(**{**{n: None for n in wanted}, **arguments})
+        for name in lazy:  # a lazy input the node did not ask for is None, as in ComfyUI
+            if is_link(node.inputs.get(name)):
+                arguments[name] = self.output(node.inputs[name], outputs, photo_path) if name in (wanted or []) else None
+        function = getattr(instance, cls.FUNCTION)
+        accepted = inspect.signature(function).parameters
+        if not any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
+            arguments = {k: v for k, v in arguments.items() if k in accepted}
+        store[node_id] = function(**arguments)
+        runtime.check_cancel()
+        return store[node_id]
+
+    def output(self, link: tuple, outputs: dict, photo_path: str):
+        _, node_id, slot = link
+        node: GraphNode = self.graph[node_id]
+        if node.bypassed_to:  # a bypassed node hands on its input of the output's type
+            return self.output(node.inputs[node.bypassed_to[slot]], outputs, photo_path)
+        return self.evaluate(node_id, outputs, photo_path)[slot]
+
+    def output_names(self, stem: str, images: list[torch.Tensor]) -> list[list[str]]:
+        """File names for every Save Image node's images of one photo."""
+        names = []
+        for node_id, batch in zip(self.saves, images):
+            base = stem if len(self.saves) == 1 else f"{stem}_{node_id}"
+            names.append([f"{base}.png"] if batch.shape[0] == 1 else [f"{base}_{k}.png" for k in range(batch.shape[0])])
+        return names
+
+
+def node_order(node_id: str):
+    return (0, int(node_id)) if str(node_id).isdigit() else (1, str(node_id))
+
+
+def output_names(node_type: str) -> list[str]:
+    cls = node_class(node_type)
+    return list(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES))
+
+
+def lazy_inputs(cls) -> set[str]:
+    if not hasattr(cls, "INPUT_TYPES"):
+        return set()
+    return {name for section in cls.INPUT_TYPES().values() for name, spec in section.items()
+            if len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("lazy")}
+
+
+def write_png(image: torch.Tensor, path: str):
+    temporary = path + ".partial.png"
+    Image.fromarray(to_uint8(image)).save(temporary, format="PNG", compress_level=4)
+    os.replace(temporary, path)
+
+
+def read_manifest(output_dir: str) -> dict[str, dict]:
+    """The last recorded outcome of every photo (a line cut short by a kill is ignored)."""
+    records = {}
+    path = os.path.join(output_dir, MANIFEST)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                records[record["photo"]] = record
+    return records
+
+
+def append_manifest(output_dir: str, record: dict):
+    with open(os.path.join(output_dir, MANIFEST), "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def is_done(record: dict | None, output_dir: str, stem: str, single_output: bool) -> bool:
+    if record and record.get("status") == "done":
+        return all(os.path.exists(os.path.join(output_dir, name)) for name in record["outputs"])
+    return single_output and os.path.exists(os.path.join(output_dir, stem + ".png"))
+
+
+def run_workflow_batch(workflow_path: str, input_dir: str, output_dir: str, report=print) -> dict:
+    """Run a saved workflow over every photo of input_dir; returns {"done", "skipped", "failed"}
+    (lists of photo names)."""
+    batch = WorkflowBatch(workflow_path)
+    photos = list_photos(input_dir)
+    os.makedirs(output_dir, exist_ok=True)
+    records = read_manifest(output_dir)
+    single = len(batch.saves) == 1
+    todo = [p for p in photos if not is_done(records.get(p), output_dir, os.path.splitext(p)[0], single)]
+    result = {"done": [], "skipped": [p for p in photos if p not in todo], "failed": []}
+    for name in result["skipped"]:  # written, but the run was stopped before its line: recorded now
+        if records.get(name, {}).get("status") != "done":
+            append_manifest(output_dir, {"photo": name, "status": "done", "outputs": [os.path.splitext(name)[0] + ".png"],
+                                         "found_after_restart": True})
+    report(f"{len(photos)} photo(s) in {input_dir}: {len(result['skipped'])} already done, {len(todo)} to run "
+           f"through {os.path.basename(workflow_path)}")
+    progress = runtime.TerminalProgress(len(todo), os.path.basename(workflow_path))
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    for name in todo:
+        start = time.perf_counter()
+        try:
+            with torch.no_grad():
+                images, faces = batch.run(os.path.join(input_dir, name))
+            files = batch.output_names(os.path.splitext(name)[0], images)
+            for batch_images, names in zip(images, files):
+                for image, file_name in zip(batch_images, names):
+                    write_png(image, os.path.join(output_dir, file_name))
+            record = {"photo": name, "status": "done", "outputs": [f for names in files for f in names], "faces": faces}
+            result["done"].append(name)
+        except (ValueError, OSError, RuntimeError) as error:  # one bad photo does not stop the night's run
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            report(f"{name}: {reason}")
+            record = {"photo": name, "status": "failed", "reason": reason}
+            result["failed"].append(name)
+        record.update(seconds=round(time.perf_counter() - start, 3), worker=worker)
+        append_manifest(output_dir, record)
+        progress.update(1, name)
+    return result
