@@ -37,7 +37,8 @@ ComfyUI), or `dfr ...` where the package is installed (pip install ".[torch]").
         Load Upscale Model and Upscale Image (using Model) run headless; any other node type is refused
         before anything runs. What its Save Image node receives goes to OUTPUT/<photo>.png;
         OUTPUT/manifest.jsonl records each photo (outputs, faces found, or why it failed). Resumable:
-        finished photos are skipped, failed ones tried again.
+        finished photos are skipped, failed ones tried again. --ray local|auto|ADDRESS spreads the photos
+        over a Ray cluster (one worker per GPU, else --ray-workers CPU workers; the same manifest).
 
     python dfr.py workflows [--check]
         Write the workflow templates in workflows/ from their descriptions (tools/workflow_templates.py),
@@ -159,6 +160,9 @@ PIPELINE_NAMES = ["difface", "difface-fast", "dr2", "dr2-fast", "dr2-p2", "hybri
 def batch(args) -> int:
     if args.workflow:
         return batch_workflow(args)
+    if args.ray:
+        print("error: --ray runs a saved workflow (--workflow FILE.json); the pipelines run on this machine", file=sys.stderr)
+        return 1
     import_pack()
     from diffusion_face_restore import runtime
     from diffusion_face_restore.models.download import DownloadError
@@ -197,7 +201,12 @@ def batch_workflow(args) -> int:
         return 1
     runtime.set_models_dir(default_models_dir(args.models_dir))
     try:
-        result = run_workflow_batch(args.workflow, args.input_dir, args.output_dir)
+        if args.ray:
+            from diffusion_face_restore.headless.distributed import run_workflow_batch_on_ray
+
+            result = run_workflow_batch_on_ray(args.workflow, args.input_dir, args.output_dir, args.ray, args.ray_workers)
+        else:
+            result = run_workflow_batch(args.workflow, args.input_dir, args.output_dir)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -288,6 +297,11 @@ def main(argv=None) -> int:
         "file; OUTPUT: the output folder, or for a video the output video (or a folder)"))
     batch_parser.add_argument("--workflow", metavar="FILE.json",
                               help="run this workflow saved from ComfyUI (UI or API format) on every photo of INPUT instead of a pipeline")
+    batch_parser.add_argument("--ray", metavar="local|auto|ADDRESS",
+                              help="with --workflow: run on a Ray cluster (local: start one here for this run; auto: the one "
+                                   "`ray start` set up; or its address); needs pip install \"diffusion-face-restore[ray]\"")
+    batch_parser.add_argument("--ray-workers", type=int, default=2,
+                              help="Ray workers where the cluster has no GPUs (one CPU each; with GPUs: one worker per GPU)")
     batch_parser.add_argument("--chunk-frames", type=int, default=24, help="video: frames restored at a time (bounds the memory)")
     batch_parser.add_argument("--seed", type=int, default=0, help="base seed; each photo gets seed + crc32(its file name)")
     batch_parser.add_argument("--models-dir", help=f"ComfyUI's models folder (default: {MODELS_DIR_DEFAULT})")

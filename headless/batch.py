@@ -176,10 +176,9 @@ def is_done(record: dict | None, output_dir: str, stem: str, single_output: bool
     return single_output and os.path.exists(os.path.join(output_dir, stem + ".png"))
 
 
-def run_workflow_batch(workflow_path: str, input_dir: str, output_dir: str, report=print) -> dict:
-    """Run a saved workflow over every photo of input_dir; returns {"done", "skipped", "failed"}
-    (lists of photo names)."""
-    batch = WorkflowBatch(workflow_path)
+def plan_batch(batch: WorkflowBatch, input_dir: str, output_dir: str, report=print) -> tuple[list[str], dict]:
+    """The photos still to run, and the result so far ({"done", "skipped", "failed"}); photos
+    written just before a kill are recorded as done now."""
     photos = list_photos(input_dir)
     os.makedirs(output_dir, exist_ok=True)
     records = read_manifest(output_dir)
@@ -191,26 +190,47 @@ def run_workflow_batch(workflow_path: str, input_dir: str, output_dir: str, repo
             append_manifest(output_dir, {"photo": name, "status": "done", "outputs": [os.path.splitext(name)[0] + ".png"],
                                          "found_after_restart": True})
     report(f"{len(photos)} photo(s) in {input_dir}: {len(result['skipped'])} already done, {len(todo)} to run "
-           f"through {os.path.basename(workflow_path)}")
-    progress = runtime.TerminalProgress(len(todo), os.path.basename(workflow_path))
+           f"through {os.path.basename(batch.path)}")
+    return todo, result
+
+
+def process_photo(batch: WorkflowBatch, name: str, input_dir: str, output_dir: str) -> dict:
+    """Run one photo and write its outputs; its manifest record (done, or failed with the reason).
+    A photo whose single output is already there (a worker that died after writing it, retried)
+    is not run again."""
+    start = time.perf_counter()
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    if len(batch.saves) == 1 and os.path.exists(os.path.join(output_dir, os.path.splitext(name)[0] + ".png")):
+        return {"photo": name, "status": "done", "outputs": [os.path.splitext(name)[0] + ".png"], "found_after_restart": True,
+                "worker": worker}
+    try:
+        with torch.no_grad():
+            images, faces = batch.run(os.path.join(input_dir, name))
+        files = batch.output_names(os.path.splitext(name)[0], images)
+        for batch_images, names in zip(images, files):
+            for image, file_name in zip(batch_images, names):
+                write_png(image, os.path.join(output_dir, file_name))
+        record = {"photo": name, "status": "done", "outputs": [f for names in files for f in names], "faces": faces}
+    except (ValueError, OSError, RuntimeError) as error:  # one bad photo does not stop the night's run
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        record = {"photo": name, "status": "failed", "reason": reason}
+    return {**record, "seconds": round(time.perf_counter() - start, 3), "worker": worker}
+
+
+def record_outcome(output_dir: str, record: dict, result: dict, report=print):
+    append_manifest(output_dir, record)
+    result["done" if record["status"] == "done" else "failed"].append(record["photo"])
+    if record["status"] == "failed":
+        report(f"{record['photo']}: {record['reason']}")
+
+
+def run_workflow_batch(workflow_path: str, input_dir: str, output_dir: str, report=print) -> dict:
+    """Run a saved workflow over every photo of input_dir in this process; returns {"done",
+    "skipped", "failed"} (lists of photo names)."""
+    batch = WorkflowBatch(workflow_path)
+    todo, result = plan_batch(batch, input_dir, output_dir, report)
+    progress = runtime.TerminalProgress(len(todo), os.path.basename(workflow_path))
     for name in todo:
-        start = time.perf_counter()
-        try:
-            with torch.no_grad():
-                images, faces = batch.run(os.path.join(input_dir, name))
-            files = batch.output_names(os.path.splitext(name)[0], images)
-            for batch_images, names in zip(images, files):
-                for image, file_name in zip(batch_images, names):
-                    write_png(image, os.path.join(output_dir, file_name))
-            record = {"photo": name, "status": "done", "outputs": [f for names in files for f in names], "faces": faces}
-            result["done"].append(name)
-        except (ValueError, OSError, RuntimeError) as error:  # one bad photo does not stop the night's run
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            report(f"{name}: {reason}")
-            record = {"photo": name, "status": "failed", "reason": reason}
-            result["failed"].append(name)
-        record.update(seconds=round(time.perf_counter() - start, 3), worker=worker)
-        append_manifest(output_dir, record)
+        record_outcome(output_dir, process_photo(batch, name, input_dir, output_dir), result, report)
         progress.update(1, name)
     return result

@@ -16,6 +16,7 @@ from .host import (
     items_that_fit,
     list_model_files,
     model_search_paths,
+    models_root,
     offload_device,
     output_device,
     pick_dtype,
@@ -27,7 +28,7 @@ from .progress import Progress, TerminalProgress
 
 __all__ = [
     "IN_COMFYUI", "MODEL_FOLDERS", "PRECISIONS", "ManagedModule", "Progress", "TerminalProgress", "check_cancel",
-    "find_model_file", "free_cached_memory", "is_out_of_memory", "items_that_fit", "list_model_files",
+    "find_model_file", "free_cached_memory", "is_out_of_memory", "items_that_fit", "list_model_files", "models_root",
     "model_search_paths", "offload_device", "output_device", "pick_dtype", "register_model_folders",
     "set_models_dir", "torch_device",
 ]

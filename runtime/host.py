@@ -171,14 +171,21 @@ def register_model_folders():
         _folder_paths.add_model_folder_path(name, default)
 
 
+def models_root() -> str | None:
+    """Without ComfyUI: the folder holding the model folders (set_models_dir, $DFR_MODELS_DIR or the
+    default); None inside ComfyUI (its own folder settings apply)."""
+    if IN_COMFYUI:
+        return None
+    return _models_dir_override or os.environ.get("DFR_MODELS_DIR") or default_models_dir()
+
+
 def model_search_paths(folder: str) -> list[str]:
     if IN_COMFYUI:
         try:
             return _folder_paths.get_folder_paths(folder)
         except KeyError:
             return [os.path.join(_folder_paths.models_dir, folder)]
-    root = _models_dir_override or os.environ.get("DFR_MODELS_DIR") or default_models_dir()
-    return [os.path.normpath(os.path.join(root, folder))]
+    return [os.path.normpath(os.path.join(models_root(), folder))]
 
 
 def default_models_dir() -> str:

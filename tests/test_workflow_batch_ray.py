@@ -1,0 +1,125 @@
+"""`dfr.py batch --workflow ... --ray`: the workflow batch on a local Ray cluster started by the test
+(2 CPU workers), with a worker killed mid-batch and the whole run killed and resumed: every photo's
+output present exactly once, the same pixels as on one machine."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from testdata import ROOT, shared_path
+
+ray = pytest.importorskip("ray", reason="the Ray tests need Ray (tests/requirements.txt installs it)")
+
+from diffusion_face_restore.headless.batch import read_manifest, run_workflow_batch  # noqa: E402
+from diffusion_face_restore.headless.distributed import run_workflow_batch_on_ray  # noqa: E402
+
+DFR = os.path.join(ROOT, "dfr.py")
+FACE_CROP = os.path.join(ROOT, "workflows", "Face crop and paste - no weights needed.json")
+
+
+def lines(folder) -> list[dict]:
+    path = os.path.join(folder, "manifest.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("many")
+    whole = shared_path("images", "whole")
+    for copy in range(3):
+        for name in sorted(os.listdir(whole)):
+            stem, ext = os.path.splitext(name)
+            shutil.copy(os.path.join(whole, name), folder / f"{stem}_{copy}{ext}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def one_machine(many, tmp_path_factory):
+    """The batch in this process, with one torch thread as each one-CPU Ray worker has (the thread
+    count changes float rounding: a grey level in a few pixels)."""
+    import torch
+
+    out = tmp_path_factory.mktemp("one_machine")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_workflow_batch(FACE_CROP, str(many), str(out), report=lambda *_: None)
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def assert_exactly_once(many, out, reference):
+    done = [r["photo"] for r in lines(out) if r["status"] == "done"]
+    assert sorted(done) == sorted(os.listdir(many)), "every photo recorded done exactly once"
+    written = sorted(f for f in os.listdir(out) if f.endswith(".png"))
+    assert written == sorted(os.path.splitext(p)[0] + ".png" for p in os.listdir(many)), "no temporary or extra file left"
+    for name in written:
+        assert np.array_equal(np.asarray(Image.open(out / name)), np.asarray(Image.open(reference / name))), name
+
+
+def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_nothing(many, one_machine, tmp_path):
+    out = tmp_path / "out"
+    killed = {}
+
+    def kill_a_worker_after_two_photos(actors):
+        def kill():
+            deadline = time.time() + 300
+            while time.time() < deadline and len(lines(out)) < 2:
+                time.sleep(0.05)
+            killed["pid"] = ray.get(actors[0].pid.remote())
+            os.kill(killed["pid"], signal.SIGKILL)
+        threading.Thread(target=kill, daemon=True).start()
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        result = run_workflow_batch_on_ray(FACE_CROP, str(many), str(out), workers=2, report=lambda *_: None,
+                                           on_started=kill_a_worker_after_two_photos)
+    finally:
+        ray.shutdown()
+    assert "pid" in killed and not result["failed"]
+    assert_exactly_once(many, out, one_machine)
+    workers = {r["worker"] for r in lines(out)}
+    assert len(workers) >= 2  # the photos were shared out (and the killed worker's were finished by others)
+    assert any(w.endswith(f":{killed['pid']}") for w in workers)
+
+
+def test_the_whole_run_stopped_and_started_again_resumes(many, one_machine, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, DFR, "batch", "--workflow", FACE_CROP, str(many), str(out), "--ray", "local", "--ray-workers", "2"]
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while time.time() < deadline and run.poll() is None and len(lines(out)) < 3:
+        time.sleep(0.05)
+    assert run.poll() is None, "the batch ended before it could be stopped"
+    run.send_signal(signal.SIGTERM)
+    run.wait(timeout=120)
+    first = lines(out)
+    assert 3 <= len(first) < 12
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(first)} already done" in resumed.stdout or "already done" in resumed.stdout
+    assert_exactly_once(many, out, one_machine)
+    assert read_manifest(out).keys() == set(os.listdir(many))
+
+
+def test_without_ray_the_option_says_how_to_get_it(many, tmp_path, monkeypatch):
+    """--ray where Ray is not installed: one line saying what to install (Ray hidden from import)."""
+    code = ("import runpy, sys; workflow, photos, out, root = sys.argv[1:5]; sys.modules['ray'] = None; "
+            "sys.argv = ['dfr.py', 'batch', '--workflow', workflow, photos, out, '--ray', 'local']; "
+            "runpy.run_path(root + '/dfr.py', run_name='__main__')")
+    run = subprocess.run([sys.executable, "-c", code, FACE_CROP, str(many), str(tmp_path / "out"), ROOT], capture_output=True, text=True)
+    assert run.returncode == 1 and "pip install" in run.stderr and "[ray]" in run.stderr
