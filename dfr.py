@@ -33,9 +33,11 @@ ComfyUI), or `dfr ...` where the package is installed (pip install ".[torch]").
 
     python dfr.py batch --workflow FILE.json INPUT OUTPUT [--models-dir DIR]
         Run a workflow saved from ComfyUI (UI or API format) on every photo of INPUT, exactly as queued
-        in ComfyUI with the photo in its Load Image node: the pack's nodes and Load/Save/Preview Image,
-        Load Upscale Model and Upscale Image (using Model) run headless; any other node type is refused
-        before anything runs. What its Save Image node receives goes to OUTPUT/<photo>.png;
+        in ComfyUI with the photo in its Load Image node (a workflow with Load Video: INPUT is a video or
+        a folder of videos): the pack's nodes, Load/Save/Preview Image, Load Upscale Model, Upscale Image
+        (using Model) and the video nodes (Load Video, Get Video Components, Create Video, Save Video) run
+        headless; any other node type is refused before anything runs. What its Save Image (Save Video)
+        node receives goes to OUTPUT/<photo>.png (<clip>.mp4);
         OUTPUT/manifest.jsonl records each photo (outputs, faces found, or why it failed). Resumable:
         finished photos are skipped, failed ones tried again. --ray local|auto|ADDRESS spreads the photos
         over a Ray cluster (one worker per GPU, else --ray-workers CPU workers; the same manifest).

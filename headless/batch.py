@@ -1,18 +1,18 @@
-"""A saved workflow over a folder of photos, headless: the workflow's LoadImage is fed each photo in
-turn, what its Save Image node(s) receive is written to the output folder, and a manifest records
-every photo's outcome.
+"""A saved workflow over a folder of photos (or a video, or a folder of videos), headless: the
+workflow's Load Image (Load Video) node is fed each input in turn, what its Save Image (Save Video)
+node(s) receive is written to the output folder, and a manifest records every input's outcome.
 
-- Checked before any photo: node types (one line naming those that cannot run), one LoadImage
-  feeding the saved images, at least one Save Image, every node's own input checks (missing weight
-  files are all named at once, as ComfyUI does).
-- Nodes that do not depend on the photo (loaders) run once for the whole batch.
-- Outputs: `<photo>.png` (several Save Image nodes: `<photo>_<node id>.png`; a batch of images:
-  `..._<k>.png`), pixels as ComfyUI's Save Image writes them, written under a temporary name and
-  renamed.
-- Manifest (`OUTPUT/manifest.jsonl`): one JSON line per photo finished or failed (name, outputs,
-  faces found, seconds, or the one-line reason). A photo counts as done when its line says so and
+- Checked before any input: node types (one line naming those that cannot run), one Load Image or
+  Load Video feeding what is saved, at least one save node, every node's own input checks (missing
+  weight files are all named at once, as ComfyUI does).
+- Nodes that do not depend on the input (loaders) run once for the whole batch.
+- Outputs: `<input>.png` or `<input>.mp4` (several save nodes: `<input>_<node id>...`; a batch of
+  images: `..._<k>.png`), pixels as ComfyUI's Save Image / Save Video write them, written under a
+  temporary name and renamed.
+- Manifest (`OUTPUT/manifest.jsonl`): one JSON line per input finished or failed (name, outputs,
+  faces found, seconds, or the one-line reason). An input counts as done when its line says so and
   its outputs exist, or when its single output exists: a run killed at any point and started again
-  loses no finished photo and restores none twice. Failed photos are tried again on the next run.
+  loses no finished input and runs none twice. Failed inputs are tried again on the next run.
 """
 from __future__ import annotations
 
@@ -27,10 +27,14 @@ from PIL import Image
 
 from .. import runtime
 from ..restore.photos import list_photos
-from .core_nodes import to_uint8
+from ..restore.video import is_video
+from .core_nodes import Video, to_uint8, write_video
 from .graph import GraphNode, WorkflowError, node_class, read_workflow, upstream_of
 
 MANIFEST = "manifest.jsonl"
+# the node fed each input, and its input that names the file
+LOAD_NODES = {"LoadImage": "image", "LoadVideo": "file"}
+SAVE_NODES = ("SaveImage", "SaveVideo")
 
 
 def is_link(value) -> bool:
@@ -43,16 +47,17 @@ class WorkflowBatch:
     def __init__(self, path: str):
         self.path = path
         self.graph = read_workflow(path)
-        saves = sorted((i for i, n in self.graph.items() if n.type == "SaveImage"), key=node_order)
+        saves = sorted((i for i, n in self.graph.items() if n.type in SAVE_NODES), key=node_order)
         if not saves:
-            raise WorkflowError(f"{os.path.basename(path)} saves nothing: add a Save Image node where the restored photo comes out")
+            raise WorkflowError(f"{os.path.basename(path)} saves nothing: add a Save Image (or Save Video) node where the result comes out")
         self.saves = saves
         needed = upstream_of(self.graph, saves)
-        loads = sorted(i for i in needed if self.graph[i].type == "LoadImage")
+        loads = sorted(i for i in needed if self.graph[i].type in LOAD_NODES)
         if len(loads) != 1:
-            raise WorkflowError(f"{os.path.basename(path)}: the saved images must come from exactly one Load Image node "
-                                f"(found {len(loads)}); the batch feeds it each photo")
+            raise WorkflowError(f"{os.path.basename(path)}: what it saves must come from exactly one Load Image or Load Video "
+                                f"node (found {len(loads)}); the batch feeds it each input")
         self.load = loads[0]
+        self.reads_video = self.graph[self.load].type == "LoadVideo"
         self.per_photo = {i for i in needed if self.load in upstream_of(self.graph, [i])}
         self.shared: dict[str, tuple] = {}  # outputs of nodes that do not depend on the photo
         self.check_inputs(needed)
@@ -71,10 +76,11 @@ class WorkflowBatch:
         if problems:
             raise WorkflowError("; ".join(problems))
 
-    def run(self, photo_path: str) -> tuple[list[torch.Tensor], int]:
-        """The images each Save Image node receives for one photo, and how many faces were found."""
+    def run(self, photo_path: str) -> tuple[list, int]:
+        """What each save node receives for one input (Save Image: an IMAGE batch; Save Video: a
+        Video), and how many faces were found."""
         outputs: dict[str, tuple] = {}
-        saved = [self.evaluate(i, outputs, photo_path)["images"] for i in self.saves]
+        saved = [next(iter(self.evaluate(i, outputs, photo_path).values())) for i in self.saves]
         faces = sum(int(result[names.index("count")]) for node_id, result in outputs.items()
                     if "count" in (names := output_names(self.graph[node_id].type)))
         return saved, faces
@@ -94,7 +100,7 @@ class WorkflowBatch:
             else:
                 arguments[name] = value
         if node_id == self.load:
-            arguments["image"] = photo_path
+            arguments[LOAD_NODES[node.type]] = photo_path
         instance = cls()
         wanted = [n for n in lazy if is_link(node.inputs.get(n))]
         if wanted and hasattr(instance, "check_lazy_status"):
@@ -117,13 +123,33 @@ class WorkflowBatch:
             return self.output(node.inputs[node.bypassed_to[slot]], outputs, photo_path)
         return self.evaluate(node_id, outputs, photo_path)[slot]
 
-    def output_names(self, stem: str, images: list[torch.Tensor]) -> list[list[str]]:
-        """File names for every Save Image node's images of one photo."""
+    def output_names(self, stem: str, saved: list) -> list[list[str]]:
+        """File names for what every save node receives for one input."""
         names = []
-        for node_id, batch in zip(self.saves, images):
+        for node_id, value in zip(self.saves, saved):
             base = stem if len(self.saves) == 1 else f"{stem}_{node_id}"
-            names.append([f"{base}.png"] if batch.shape[0] == 1 else [f"{base}_{k}.png" for k in range(batch.shape[0])])
+            if isinstance(value, Video):
+                names.append([f"{base}.mp4"])
+            else:
+                names.append([f"{base}.png"] if value.shape[0] == 1 else [f"{base}_{k}.png" for k in range(value.shape[0])])
         return names
+
+    def single_output(self, stem: str) -> str | None:
+        """The one output file of an input, where the workflow writes exactly one per input."""
+        if len(self.saves) != 1:
+            return None
+        return stem + (".mp4" if self.graph[self.saves[0]].type == "SaveVideo" else ".png")
+
+    def list_inputs(self, input_path: str) -> tuple[str, list[str]]:
+        """The folder and the names of the inputs: photos of a folder, or for a workflow that loads a
+        video, a video file or the videos of a folder."""
+        if not self.reads_video:
+            return input_path, list_photos(input_path)
+        if is_video(input_path):
+            return os.path.dirname(os.path.abspath(input_path)), [os.path.basename(input_path)]
+        if not os.path.isdir(input_path):
+            raise FileNotFoundError(f"{input_path} is neither a video nor a folder of videos")
+        return input_path, sorted(f for f in os.listdir(input_path) if is_video(os.path.join(input_path, f)) and not f.startswith("."))
 
 
 def node_order(node_id: str):
@@ -148,6 +174,16 @@ def write_png(image: torch.Tensor, path: str):
     os.replace(temporary, path)
 
 
+def write_output(value, path: str):
+    """An image or a video at path, written under a temporary name and renamed."""
+    if isinstance(value, Video):
+        temporary = path + ".partial.mp4"
+        write_video(value, temporary)
+        os.replace(temporary, path)
+    else:
+        write_png(value, path)
+
+
 def read_manifest(output_dir: str) -> dict[str, dict]:
     """The last recorded outcome of every photo (a line cut short by a kill is ignored)."""
     records = {}
@@ -170,28 +206,27 @@ def append_manifest(output_dir: str, record: dict):
         os.fsync(handle.fileno())
 
 
-def is_done(record: dict | None, output_dir: str, stem: str, single_output: bool) -> bool:
+def is_done(record: dict | None, output_dir: str, single_output: str | None) -> bool:
     if record and record.get("status") == "done":
         return all(os.path.exists(os.path.join(output_dir, name)) for name in record["outputs"])
-    return single_output and os.path.exists(os.path.join(output_dir, stem + ".png"))
+    return single_output is not None and os.path.exists(os.path.join(output_dir, single_output))
 
 
-def plan_batch(batch: WorkflowBatch, input_dir: str, output_dir: str, report=print) -> tuple[list[str], dict]:
-    """The photos still to run, and the result so far ({"done", "skipped", "failed"}); photos
-    written just before a kill are recorded as done now."""
-    photos = list_photos(input_dir)
+def plan_batch(batch: WorkflowBatch, input_path: str, output_dir: str, report=print) -> tuple[str, list[str], dict]:
+    """The folder of the inputs, those still to run, and the result so far ({"done", "skipped",
+    "failed"}); inputs written just before a kill are recorded as done now."""
+    input_dir, photos = batch.list_inputs(input_path)
     os.makedirs(output_dir, exist_ok=True)
     records = read_manifest(output_dir)
-    single = len(batch.saves) == 1
-    todo = [p for p in photos if not is_done(records.get(p), output_dir, os.path.splitext(p)[0], single)]
+    single = {p: batch.single_output(os.path.splitext(p)[0]) for p in photos}
+    todo = [p for p in photos if not is_done(records.get(p), output_dir, single[p])]
     result = {"done": [], "skipped": [p for p in photos if p not in todo], "failed": []}
     for name in result["skipped"]:  # written, but the run was stopped before its line: recorded now
         if records.get(name, {}).get("status") != "done":
-            append_manifest(output_dir, {"photo": name, "status": "done", "outputs": [os.path.splitext(name)[0] + ".png"],
-                                         "found_after_restart": True})
-    report(f"{len(photos)} photo(s) in {input_dir}: {len(result['skipped'])} already done, {len(todo)} to run "
+            append_manifest(output_dir, {"photo": name, "status": "done", "outputs": [single[name]], "found_after_restart": True})
+    report(f"{len(photos)} input(s) in {input_dir}: {len(result['skipped'])} already done, {len(todo)} to run "
            f"through {os.path.basename(batch.path)}")
-    return todo, result
+    return input_dir, todo, result
 
 
 def process_photo(batch: WorkflowBatch, name: str, input_dir: str, output_dir: str) -> dict:
@@ -200,16 +235,16 @@ def process_photo(batch: WorkflowBatch, name: str, input_dir: str, output_dir: s
     is not run again."""
     start = time.perf_counter()
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    if len(batch.saves) == 1 and os.path.exists(os.path.join(output_dir, os.path.splitext(name)[0] + ".png")):
-        return {"photo": name, "status": "done", "outputs": [os.path.splitext(name)[0] + ".png"], "found_after_restart": True,
-                "worker": worker}
+    single = batch.single_output(os.path.splitext(name)[0])
+    if single is not None and os.path.exists(os.path.join(output_dir, single)):
+        return {"photo": name, "status": "done", "outputs": [single], "found_after_restart": True, "worker": worker}
     try:
         with torch.no_grad():
-            images, faces = batch.run(os.path.join(input_dir, name))
-        files = batch.output_names(os.path.splitext(name)[0], images)
-        for batch_images, names in zip(images, files):
-            for image, file_name in zip(batch_images, names):
-                write_png(image, os.path.join(output_dir, file_name))
+            saved, faces = batch.run(os.path.join(input_dir, name))
+        files = batch.output_names(os.path.splitext(name)[0], saved)
+        for value, names in zip(saved, files):
+            for item, file_name in zip([value] if isinstance(value, Video) else value, names):
+                write_output(item, os.path.join(output_dir, file_name))
         record = {"photo": name, "status": "done", "outputs": [f for names in files for f in names], "faces": faces}
     except (ValueError, OSError, RuntimeError) as error:  # one bad photo does not stop the night's run
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -228,7 +263,7 @@ def run_workflow_batch(workflow_path: str, input_dir: str, output_dir: str, repo
     """Run a saved workflow over every photo of input_dir in this process; returns {"done",
     "skipped", "failed"} (lists of photo names)."""
     batch = WorkflowBatch(workflow_path)
-    todo, result = plan_batch(batch, input_dir, output_dir, report)
+    input_dir, todo, result = plan_batch(batch, input_dir, output_dir, report)
     progress = runtime.TerminalProgress(len(todo), os.path.basename(workflow_path))
     for name in todo:
         record_outcome(output_dir, process_photo(batch, name, input_dir, output_dir), result, report)

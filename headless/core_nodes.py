@@ -1,11 +1,17 @@
 """ComfyUI's core nodes that the pack's workflows use, as headless stand-ins that give the same
 pixels: LoadImage and SaveImage (PIL, the same conversions), PreviewImage (nothing to show),
 UpscaleModelLoader (spandrel) and ImageUpscaleWithModel (512 px tiles overlapping by 32, feathered,
-as ComfyUI's tiled scaling does). The batch feeds LoadImage its photo and collects what SaveImage
-is given; writing the files is the batch's (headless/batch.py)."""
+as ComfyUI's tiled scaling does), and the video nodes LoadVideo, GetVideoComponents, CreateVideo
+and SaveVideo (PyAV: frames decoded to RGB, written as H.264 yuv420p at the frame rate rounded to
+1/1000, sound as AAC, as ComfyUI's video type writes them). The batch feeds LoadImage / LoadVideo
+its input and collects what SaveImage / SaveVideo is given; writing the files is the batch's
+(headless/batch.py)."""
 from __future__ import annotations
 
 import itertools
+import math
+from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -126,4 +132,96 @@ def tiled_scale(pixels: torch.Tensor, scale_tile, scale: int, tile: int = UPSCAL
     return output
 
 
-CORE_NODE_CLASSES = {cls.__name__: cls for cls in (LoadImage, SaveImage, PreviewImage, UpscaleModelLoader, ImageUpscaleWithModel)}
+@dataclass
+class Video:
+    """A VIDEO between the nodes: a file to read, or frames (IMAGE), sound and a frame rate to write."""
+
+    path: str | None = None
+    images: torch.Tensor | None = None
+    audio: dict | None = None
+    frame_rate: Fraction | None = None
+
+
+class LoadVideo:
+    RETURN_TYPES = ("VIDEO",)
+    FUNCTION = "load"
+
+    def load(self, file: str, upload=None):
+        return (Video(path=file),)
+
+
+class GetVideoComponents:
+    RETURN_TYPES = ("IMAGE", "AUDIO", "FLOAT")
+    RETURN_NAMES = ("images", "audio", "fps")
+    FUNCTION = "components"
+
+    def components(self, video: Video):
+        """Every frame as RGB in 0..1, the sound ({"waveform" [1, channels, samples], "sample_rate"}
+        or None) and the average frame rate."""
+        import av
+
+        if video.path is None:
+            return video.images, video.audio, float(video.frame_rate)
+        with av.open(video.path, mode="r") as container:
+            frames = [torch.from_numpy(frame.to_ndarray(format="rgb24")) / 255.0 for frame in container.decode(video=0)]
+            images = torch.stack(frames) if frames else torch.zeros(0, 3, 0, 0)
+            stream = container.streams.video[0]
+            frame_rate = Fraction(stream.average_rate) if stream.average_rate else Fraction(1)
+            audio = None
+            container.seek(0)
+            for sound in container.streams.audio[:1]:
+                chunks = [frame.to_ndarray() for packet in container.demux(sound) for frame in packet.decode()]
+                if chunks:
+                    audio = {"waveform": torch.from_numpy(np.concatenate(chunks, axis=1))[None],
+                             "sample_rate": int(sound.sample_rate) if sound.sample_rate else 1}
+        return images, audio, float(frame_rate)
+
+
+class CreateVideo:
+    RETURN_TYPES = ("VIDEO",)
+    FUNCTION = "create"
+
+    def create(self, images: torch.Tensor, fps: float, audio: dict | None = None):
+        return (Video(images=images, audio=audio, frame_rate=Fraction(fps)),)
+
+
+class SaveVideo:
+    RETURN_TYPES = ()
+    FUNCTION = "save_video"
+    OUTPUT_NODE = True
+
+    def save_video(self, video: Video, filename_prefix: str = "video/ComfyUI", format: str = "auto", codec: str = "auto"):
+        if format not in ("auto", "mp4") or codec not in ("auto", "h264"):
+            raise ValueError(f"SaveVideo writes mp4 with h264 (got format {format}, codec {codec})")
+        return {"video": video}
+
+
+def write_video(video: Video, path: str):
+    """Frames, sound and frame rate as an H.264 (yuv420p) + AAC mp4 at path."""
+    import av
+
+    if video.path is not None:  # a loaded video saved as it is: re-encoded from its frames and sound
+        images, audio, fps = GetVideoComponents().components(video)
+        video = Video(images=images, audio=audio, frame_rate=Fraction(fps))
+    frame_rate = Fraction(round(video.frame_rate * 1000), 1000)
+    with av.open(path, mode="w", format="mp4", options={"movflags": "use_metadata_tags"}) as output:
+        stream = output.add_stream("h264", rate=frame_rate)
+        stream.width, stream.height = video.images.shape[2], video.images.shape[1]
+        stream.pix_fmt = "yuv420p"
+        sound = output.add_stream("aac", rate=int(video.audio["sample_rate"])) if video.audio else None
+        for frame in video.images:
+            pixels = (frame * 255).clamp(0, 255).byte().cpu().numpy()
+            output.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format="yuv420p")))
+        output.mux(stream.encode(None))
+        if sound is not None:
+            rate = int(video.audio["sample_rate"])
+            waveform = video.audio["waveform"][:, :, :math.ceil((rate / frame_rate) * video.images.shape[0])]
+            samples = waveform.movedim(2, 1).reshape(1, -1).float().numpy()
+            frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono" if waveform.shape[1] == 1 else "stereo")
+            frame.sample_rate, frame.pts = rate, 0
+            output.mux(sound.encode(frame))
+            output.mux(sound.encode(None))
+
+
+CORE_NODE_CLASSES = {cls.__name__: cls for cls in (LoadImage, SaveImage, PreviewImage, UpscaleModelLoader, ImageUpscaleWithModel,
+                                                   LoadVideo, GetVideoComponents, CreateVideo, SaveVideo)}

@@ -76,7 +76,7 @@ def run_workflow_batch_on_ray(workflow_path: str, input_dir: str, output_dir: st
         raise ValueError(RAY_MISSING) from None
     workflow_path, input_dir, output_dir = (os.path.abspath(p) for p in (workflow_path, input_dir, output_dir))
     batch = WorkflowBatch(workflow_path)  # every check before a worker starts
-    todo, result = plan_batch(batch, input_dir, output_dir, report)
+    input_dir, todo, result = plan_batch(batch, input_dir, output_dir, report)
     if not todo:
         return result
     started_here = not ray.is_initialized()

@@ -1,6 +1,6 @@
-"""`dfr.py batch --workflow`: a workflow saved from ComfyUI run headless over a folder of real photos,
-the same pixels as its nodes give, a manifest that survives a kill, bad photos reported, node types
-that cannot run refused by name. (tests/comfyui/run.sh compares the templates' outputs with a real
+"""`dfr.py batch --workflow`: a workflow saved from ComfyUI run headless over a folder of real photos
+(and the video template on a real clip), the same pixels as its nodes give, a manifest that survives
+a kill, bad photos reported, node types that cannot run refused by name. (tests/comfyui/run.sh compares the templates' outputs with a real
 ComfyUI's, bit for bit.)"""
 from __future__ import annotations
 
@@ -186,3 +186,48 @@ def test_two_photos_that_would_write_the_same_output_are_refused(photos, tmp_pat
     Image.open(photos / "difface_whole_00.jpg").save(clash / "portrait.png")
     run = batch("--workflow", FACE_CROP, str(clash), str(tmp_path / "out"), check=False)
     assert run.returncode == 1 and "portrait.jpg and portrait.png" in run.stderr and "\n" not in run.stderr.strip()
+
+
+def test_the_video_template_restores_a_real_clip_with_its_frames_rate_and_sound(tmp_path):
+    """The video template (its FaceTrack on the built-in MTCNN) on 6 frames of a shared real clip with
+    a sound track, DR2's and SPARNetHD's reduced networks under the official file names."""
+    import av
+    import cv2
+
+    models = tmp_path / "models"
+    for source, folder, name in [("dr2/reduced/DR2_reduced.pkl", "face_diffusion", "DR2_FFHQ.pkl"),
+                                 ("dr2/reduced/SPARNet_reduced.pth", "facerestore_models", "SPARNetHD_FFHQ_DR2aug.pth")]:
+        (models / folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared_path("golden", "checkpoints", *source.split("/")), models / folder / name)
+    with open(os.path.join(ROOT, "workflows", "Video restoration with DR2 - tracked faces, no flicker.json"), encoding="utf-8") as handle:
+        workflow = json.load(handle)
+    for node in workflow["nodes"]:
+        if node["type"] == "FaceTrack":
+            node["widgets_values"][0] = "mtcnn (built-in)"
+    (tmp_path / "video.json").write_text(json.dumps(workflow))
+    capture = cv2.VideoCapture(shared_path("videos", "real_1.mp4"))
+    frames = [cv2.resize(capture.read()[1][..., ::-1], (192, 256), interpolation=cv2.INTER_AREA) for _ in range(6)]
+    capture.release()
+    clip = tmp_path / "talk.mp4"
+    with av.open(str(clip), mode="w") as container:
+        video = container.add_stream("h264", rate=10)
+        video.width, video.height, video.pix_fmt = 192, 256, "yuv420p"
+        sound = container.add_stream("aac", rate=16000)
+        for frame in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        container.mux(video.encode(None))
+        tone = av.AudioFrame.from_ndarray((0.2 * np.sin(np.arange(9600) / 16000 * 2 * np.pi * 440)).astype(np.float32)[None],
+                                          format="flt", layout="mono")
+        tone.sample_rate, tone.pts = 16000, 0
+        container.mux(sound.encode(tone))
+        container.mux(sound.encode(None))
+    out = tmp_path / "out"
+    batch("--workflow", str(tmp_path / "video.json"), str(clip), str(out), "--models-dir", str(models))
+    (record,) = manifest(out)
+    assert record["status"] == "done" and record["outputs"] == ["talk.mp4"] and record["faces"] >= 6
+    with av.open(str(out / "talk.mp4")) as restored:
+        decoded = [f.to_ndarray(format="rgb24") for f in restored.decode(video=0)]
+        assert (len(decoded), decoded[0].shape) == (6, (256, 192, 3))
+        assert float(restored.streams.video[0].average_rate) == 10 and len(restored.streams.audio) == 1
+    rerun = batch("--workflow", str(tmp_path / "video.json"), str(clip), str(out), "--models-dir", str(models))
+    assert "1 already done" in rerun.stdout

@@ -74,13 +74,14 @@ PY
 "$python" "$here/headless_compare.py" prepare "$pack" "$out/inputs/mtcnn_workflows" >/dev/null
 mtcnn_workflows=()
 for workflow in "$out/inputs/mtcnn_workflows"/*.json; do mtcnn_workflows+=(--ui-workflow "$workflow"); done
-python3 "$harness/comfy_run.py" --pack "$pack" --input "$out/inputs/example.png" --models-dir "$out/inputs/models" \
-  "${mtcnn_workflows[@]}" --out "$out/results" --summary "$out/results/summary_mtcnn_workflows.json"
+python3 "$harness/comfy_run.py" --pack "$pack" --input "$out/inputs/example.png" --input "$out/inputs/clip.mp4" \
+  --models-dir "$out/inputs/models" "${mtcnn_workflows[@]}" --out "$out/results" --summary "$out/results/summary_mtcnn_workflows.json"
 headless=()
 for workflow in "$pack"/workflows/*.json "$out/inputs/mtcnn_workflows"/*.json; do
-  case "$(basename "$workflow")" in DR-BFR*|Video*) ;; *) headless+=("$workflow") ;; esac
+  case "$(basename "$workflow")" in DR-BFR*) ;; *) headless+=("$workflow") ;; esac
 done
-"$comfy_python" "$here/headless_compare.py" compare "$pack" "$out/results" "$out/inputs/example.png" "$out/inputs/models" "${headless[@]}"
+"$comfy_python" "$here/headless_compare.py" compare "$pack" "$out/results" "$out/inputs/example.png" "$out/inputs/clip.mp4" \
+  "$out/inputs/models" "${headless[@]}"
 python3 "$harness/comfy_run.py" --pack "$pack" --input "$out/inputs/example.png" --models-dir "$out/inputs/models" \
   --ui-workflow "$pack/workflows/DR-BFR restoration with your trained ControlNet.json" --no-queue \
   --out "$out/results_dr_bfr_ui" --summary "$out/results_dr_bfr_ui/summary.json"
