@@ -82,13 +82,16 @@ def from_ui(workflow: dict) -> dict[str, GraphNode]:
     links = {link[0]: (str(link[1]), link[2]) for link in workflow["links"] if link}
 
     def source(link_id):
-        """Where a link really starts: through reroutes."""
+        """Where a link really starts: through reroutes; None from a Primitive node (its value
+        already sits in the widget it feeds)."""
         node_id, slot = links[link_id]
         while nodes[node_id]["type"] == "Reroute":
             upstream = nodes[node_id]["inputs"][0].get("link")
             if upstream is None:
                 return None
             node_id, slot = links[upstream]
+        if nodes[node_id]["type"] in UI_ONLY:
+            return None
         return ("link", node_id, slot)
 
     graph = {}

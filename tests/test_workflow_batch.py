@@ -231,3 +231,30 @@ def test_the_video_template_restores_a_real_clip_with_its_frames_rate_and_sound(
         assert float(restored.streams.video[0].average_rate) == 10 and len(restored.streams.audio) == 1
     rerun = batch("--workflow", str(tmp_path / "video.json"), str(clip), str(out), "--models-dir", str(models))
     assert "1 already done" in rerun.stdout
+
+
+def test_reroutes_and_primitive_nodes_as_the_frontend_saves_them(photos, tmp_path):
+    """FaceDetect's image through a Reroute, its min_confidence widget driven by a Primitive node (the
+    value the frontend also keeps in the widget): the same pixels as the template."""
+    with open(FACE_CROP, encoding="utf-8") as handle:
+        workflow = json.load(handle)
+    detect = next(n for n in workflow["nodes"] if n["type"] == "FaceDetect")
+    image_socket = next(s for s in detect["inputs"] if s["name"] == "image")
+    link = next(link for link in workflow["links"] if link[0] == image_socket["link"])
+    reroute, primitive = max(n["id"] for n in workflow["nodes"]) + 1, max(n["id"] for n in workflow["nodes"]) + 2
+    into_reroute, from_primitive = max(link[0] for link in workflow["links"]) + 1, max(link[0] for link in workflow["links"]) + 2
+    workflow["nodes"].append({"id": reroute, "type": "Reroute", "mode": 0, "inputs": [{"name": "", "type": "*", "link": into_reroute}],
+                              "outputs": [{"name": "", "type": "IMAGE", "links": [link[0]]}]})
+    workflow["links"].append([into_reroute, link[1], link[2], reroute, 0, "IMAGE"])
+    link[1], link[2] = reroute, 0
+    workflow["nodes"].append({"id": primitive, "type": "PrimitiveNode", "mode": 0, "inputs": [],
+                              "outputs": [{"name": "FLOAT", "type": "FLOAT", "links": [from_primitive], "widget": {"name": "min_confidence"}}],
+                              "widgets_values": [widget_values(workflow, "FaceDetect")["min_confidence"], "fixed"]})
+    detect["inputs"].append({"name": "min_confidence", "type": "FLOAT", "widget": {"name": "min_confidence"}, "link": from_primitive})
+    workflow["links"].append([from_primitive, primitive, 0, detect["id"], len(detect["inputs"]) - 1, "FLOAT"])
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(workflow))
+    batch("--workflow", FACE_CROP, str(photos), str(tmp_path / "template"))
+    batch("--workflow", str(edited), str(photos), str(tmp_path / "edited"))
+    for name in sorted(f for f in os.listdir(tmp_path / "template") if f.endswith(".png")):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "template" / name)), np.asarray(Image.open(tmp_path / "edited" / name)))
