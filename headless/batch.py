@@ -119,8 +119,9 @@ class WorkflowBatch:
     def output(self, link: tuple, outputs: dict, photo_path: str):
         _, node_id, slot = link
         node: GraphNode = self.graph[node_id]
-        if node.bypassed_to:  # a bypassed node hands on its input of the output's type
-            return self.output(node.inputs[node.bypassed_to[slot]], outputs, photo_path)
+        if node.bypassed:  # hands on its input of the output's type; None where it has none (as ComfyUI)
+            name = node.bypassed_to.get(slot)
+            return None if name is None else self.output(node.inputs[name], outputs, photo_path)
         return self.evaluate(node_id, outputs, photo_path)[slot]
 
     def output_names(self, stem: str, saved: list) -> list[list[str]]:
@@ -246,7 +247,9 @@ def process_photo(batch: WorkflowBatch, name: str, input_dir: str, output_dir: s
             for item, file_name in zip([value] if isinstance(value, Video) else value, names):
                 write_output(item, os.path.join(output_dir, file_name))
         record = {"photo": name, "status": "done", "outputs": [f for names in files for f in names], "faces": faces}
-    except (ValueError, OSError, RuntimeError) as error:  # one bad photo does not stop the night's run
+    # one bad photo does not stop the night's run (TypeError: a node's one-line complaint about what
+    # reached one of its inputs, e.g. nothing from a bypassed node)
+    except (ValueError, TypeError, OSError, RuntimeError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         record = {"photo": name, "status": "failed", "reason": reason}
     return {**record, "seconds": round(time.perf_counter() - start, 3), "worker": worker}

@@ -29,6 +29,7 @@ class GraphNode:
     id: str
     type: str
     inputs: dict = field(default_factory=dict)  # name -> value, or ("link", node id, output slot)
+    bypassed: bool = False  # mode 4: never run; each output is the first input of its type (else None)
     bypassed_to: dict = field(default_factory=dict)  # a bypassed node: output slot -> input name
 
 
@@ -113,6 +114,7 @@ def from_ui(workflow: dict) -> dict[str, GraphNode]:
                     inputs[socket["name"]] = linked
         graph_node = GraphNode(node_id, node["type"], inputs)
         if node.get("mode", 0) == BYPASSED:
+            graph_node.bypassed = True
             input_types = [(s["name"], s.get("type")) for s in node.get("inputs", []) if s["name"] in inputs and isinstance(inputs[s["name"]], tuple)]
             for slot, output in enumerate(node.get("outputs", [])):
                 match = next((name for name, kind in input_types if kind == output.get("type")), None)

@@ -258,3 +258,21 @@ def test_reroutes_and_primitive_nodes_as_the_frontend_saves_them(photos, tmp_pat
     batch("--workflow", str(edited), str(photos), str(tmp_path / "edited"))
     for name in sorted(f for f in os.listdir(tmp_path / "template") if f.endswith(".png")):
         assert np.array_equal(np.asarray(Image.open(tmp_path / "template" / name)), np.asarray(Image.open(tmp_path / "edited" / name)))
+
+
+def test_bypassed_nodes_hand_on_their_input_of_the_same_type_or_nothing(photos, tmp_path):
+    """PasteBack bypassed: the photo itself is saved. FaceDetect bypassed: its faces output has no
+    input of that type, so PasteBack gets none and the photo fails with a reason, as in ComfyUI."""
+    with open(FACE_CROP, encoding="utf-8") as handle:
+        workflow = json.load(handle)
+    for node_type, name in (("PasteBack", "paste"), ("FaceDetect", "detect")):
+        edited = json.loads(json.dumps(workflow))
+        next(n for n in edited["nodes"] if n["type"] == node_type)["mode"] = 4
+        (tmp_path / f"{name}.json").write_text(json.dumps(edited))
+    batch("--workflow", str(tmp_path / "paste.json"), str(photos), str(tmp_path / "paste"))
+    for record in manifest(tmp_path / "paste"):
+        expected = to_uint8(load_photo(str(photos / record["photo"]))[0])
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "paste" / record["outputs"][0])), expected)
+    run = batch("--workflow", str(tmp_path / "detect.json"), str(photos), str(tmp_path / "detect"), check=False)
+    assert run.returncode == 1
+    assert {r["status"] for r in manifest(tmp_path / "detect")} == {"failed"}
