@@ -31,12 +31,14 @@ ComfyUI), or `dfr ...` where the package is installed (pip install ".[torch]").
         fetches the weight files the pipeline lacks, as `download` does; a file no script can fetch
         (DR2's, on Baidu) stops it before any photo, naming the pipelines that need none.
 
-    python dfr.py batch --workflow FILE.json INPUT OUTPUT [--models-dir DIR]
+    python dfr.py batch --workflow FILE.json INPUT OUTPUT [--models-dir DIR] [--comfyui DIR]
         Run a workflow saved from ComfyUI (UI or API format) on every photo of INPUT, exactly as queued
         in ComfyUI with the photo in its Load Image node (a workflow with Load Video: INPUT is a video or
         a folder of videos): the pack's nodes, Load/Save/Preview Image, Load Upscale Model, Upscale Image
         (using Model) and the video nodes (Load Video, Get Video Components, Create Video, Save Video) run
-        headless; any other node type is refused before anything runs. What its Save Image (Save Video)
+        headless; ComfyUI's own nodes (KSampler, CheckpointLoaderSimple, CLIPTextEncode, VAE, ControlNet,
+        LoRA, latent nodes: DR-BFR) run with ComfyUI's code, from the ComfyUI the pack sits in or --comfyui
+        DIR (run with ComfyUI's Python); any other node type is refused before anything runs. What its Save Image (Save Video)
         node receives goes to OUTPUT/<photo>.png (<clip>.mp4);
         OUTPUT/manifest.jsonl records each photo (outputs, faces found, or why it failed). Resumable:
         finished photos are skipped, failed ones tried again. --ray local|auto|ADDRESS spreads the photos
@@ -162,8 +164,9 @@ PIPELINE_NAMES = ["difface", "difface-fast", "dr2", "dr2-fast", "dr2-p2", "hybri
 def batch(args) -> int:
     if args.workflow:
         return batch_workflow(args)
-    if args.ray:
-        print("error: --ray runs a saved workflow (--workflow FILE.json); the pipelines run on this machine", file=sys.stderr)
+    if args.ray or args.comfyui:
+        print(f"error: {'--ray' if args.ray else '--comfyui'} goes with a saved workflow (--workflow FILE.json); the pipelines "
+              "run on this machine without ComfyUI", file=sys.stderr)
         return 1
     import_pack()
     from diffusion_face_restore import runtime
@@ -206,9 +209,10 @@ def batch_workflow(args) -> int:
         if args.ray:
             from diffusion_face_restore.headless.distributed import run_workflow_batch_on_ray
 
-            result = run_workflow_batch_on_ray(args.workflow, args.input_dir, args.output_dir, args.ray, args.ray_workers)
+            result = run_workflow_batch_on_ray(args.workflow, args.input_dir, args.output_dir, args.ray, args.ray_workers,
+                                               comfyui=args.comfyui)
         else:
-            result = run_workflow_batch(args.workflow, args.input_dir, args.output_dir)
+            result = run_workflow_batch(args.workflow, args.input_dir, args.output_dir, comfyui=args.comfyui)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -304,6 +308,9 @@ def main(argv=None) -> int:
                                    "`ray start` set up; or its address); needs pip install \"diffusion-face-restore[ray]\"")
     batch_parser.add_argument("--ray-workers", type=int, default=2,
                               help="Ray workers where the cluster has no GPUs (one CPU each; with GPUs: one worker per GPU)")
+    batch_parser.add_argument("--comfyui", metavar="DIR",
+                              help="with --workflow: the ComfyUI folder whose own nodes (KSampler, CheckpointLoaderSimple, ...) "
+                                   "the workflow uses (default: the ComfyUI the pack is in, or $COMFYUI_DIR)")
     batch_parser.add_argument("--chunk-frames", type=int, default=24, help="video: frames restored at a time (bounds the memory)")
     batch_parser.add_argument("--seed", type=int, default=0, help="base seed; each photo gets seed + crc32(its file name)")
     batch_parser.add_argument("--models-dir", help=f"ComfyUI's models folder (default: {MODELS_DIR_DEFAULT})")

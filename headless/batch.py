@@ -29,7 +29,7 @@ from .. import runtime
 from ..restore.photos import list_photos
 from ..restore.video import is_video
 from .core_nodes import Video, to_uint8, write_video
-from .graph import GraphNode, WorkflowError, node_class, read_workflow, upstream_of
+from .graph import GraphNode, WorkflowError, from_comfyui, node_class, read_workflow, upstream_of
 
 MANIFEST = "manifest.jsonl"
 # the node fed each input, and its input that names the file
@@ -44,9 +44,9 @@ def is_link(value) -> bool:
 class WorkflowBatch:
     """A workflow ready to run photo by photo (see the module's description)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, comfyui: str | None = None):
         self.path = path
-        self.graph = read_workflow(path)
+        self.graph = read_workflow(path, comfyui)
         saves = sorted((i for i, n in self.graph.items() if n.type in SAVE_NODES), key=node_order)
         if not saves:
             raise WorkflowError(f"{os.path.basename(path)} saves nothing: add a Save Image (or Save Video) node where the result comes out")
@@ -67,9 +67,11 @@ class WorkflowBatch:
         for node_id in sorted(needed, key=node_order):
             node, cls = self.graph[node_id], node_class(self.graph[node_id].type)
             check = getattr(cls, "VALIDATE_INPUTS", None)
+            names = inspect.signature(check).parameters if check is not None else {}
+            if from_comfyui(node.type):
+                problems += [f"{node.type} (node {node_id}): {p}" for p in check_comfyui_inputs(node, cls, skip=names)]
             if check is None:
                 continue
-            names = inspect.signature(check).parameters
             answer = check(**{k: v for k, v in node.inputs.items() if k in names and not is_link(v)})
             if answer is not True:
                 problems.append(f"{node.type} (node {node_id}): {answer}")
@@ -112,7 +114,10 @@ class WorkflowBatch:
         accepted = inspect.signature(function).parameters
         if not any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
             arguments = {k: v for k, v in arguments.items() if k in accepted}
-        store[node_id] = function(**arguments)
+        result = function(**arguments)
+        if isinstance(result, dict) and "result" in result:  # {"ui": ..., "result": ...}, as ComfyUI reads it
+            result = result["result"]
+        store[node_id] = result
         runtime.check_cancel()
         return store[node_id]
 
@@ -160,6 +165,32 @@ def node_order(node_id: str):
 def output_names(node_type: str) -> list[str]:
     cls = node_class(node_type)
     return list(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES))
+
+
+def check_comfyui_inputs(node: GraphNode, cls, skip) -> list[str]:
+    """What ComfyUI's own prompt validation finds wrong with a node's values (required inputs
+    missing, a choice not in its list: a missing model file), and its number widgets read as
+    ComfyUI reads them. Inputs the node's VALIDATE_INPUTS takes (`skip`) are its own to check."""
+    problems = []
+    sections = cls.INPUT_TYPES()
+    for name, spec in sections.get("required", {}).items():
+        if name not in node.inputs:
+            problems.append(f"required input {name} is missing")
+    for name, spec in {**sections.get("required", {}), **sections.get("optional", {})}.items():
+        value = node.inputs.get(name)
+        if name in skip or value is None or is_link(value):
+            continue
+        kind, options = spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
+        choices = kind if isinstance(kind, (list, tuple)) else options.get("options") if kind == "COMBO" else None
+        if choices is not None and value not in choices:
+            shown = ", ".join(map(str, list(choices)[:8])) + (", ..." if len(choices) > 8 else "") if choices else "none"
+            problems.append(f"{name} '{value}' is not among its choices ({shown})")
+        elif kind in ("INT", "FLOAT"):
+            try:
+                node.inputs[name] = int(value) if kind == "INT" else float(value)
+            except (TypeError, ValueError):
+                problems.append(f"{name} '{value}' is not a number")
+    return problems
 
 
 def lazy_inputs(cls) -> set[str]:
@@ -240,7 +271,7 @@ def process_photo(batch: WorkflowBatch, name: str, input_dir: str, output_dir: s
     if single is not None and os.path.exists(os.path.join(output_dir, single)):
         return {"photo": name, "status": "done", "outputs": [single], "found_after_restart": True, "worker": worker}
     try:
-        with torch.no_grad():
+        with torch.inference_mode():  # as ComfyUI runs a prompt
             saved, faces = batch.run(os.path.join(input_dir, name))
         files = batch.output_names(os.path.splitext(name)[0], saved)
         for value, names in zip(saved, files):
@@ -262,10 +293,11 @@ def record_outcome(output_dir: str, record: dict, result: dict, report=print):
         report(f"{record['photo']}: {record['reason']}")
 
 
-def run_workflow_batch(workflow_path: str, input_dir: str, output_dir: str, report=print) -> dict:
+def run_workflow_batch(workflow_path: str, input_dir: str, output_dir: str, report=print, comfyui: str | None = None) -> dict:
     """Run a saved workflow over every photo of input_dir in this process; returns {"done",
-    "skipped", "failed"} (lists of photo names)."""
-    batch = WorkflowBatch(workflow_path)
+    "skipped", "failed"} (lists of photo names). `comfyui`: the ComfyUI installation for ComfyUI's
+    own nodes, where the workflow has any (else the one the pack sits in, or $COMFYUI_DIR)."""
+    batch = WorkflowBatch(workflow_path, comfyui)
     input_dir, todo, result = plan_batch(batch, input_dir, output_dir, report)
     progress = runtime.TerminalProgress(len(todo), os.path.basename(workflow_path))
     for name in todo:

@@ -6,7 +6,8 @@
 - Workers: one per GPU where the cluster has GPUs (each actor holds one), else `workers` actors of
   one CPU each. Each worker reads the photos and writes the outputs itself: INPUT, OUTPUT and the
   models folder must be the same paths on every node (a shared file system), and the pack must be
-  importable there (installed, or this checkout at the same path).
+  importable there (installed, or this checkout at the same path); a workflow with ComfyUI's own
+  nodes needs the same ComfyUI folder on every node too.
 - Photos are handed out as workers finish (two in flight per worker); the driver writes the
   manifest as results arrive. A worker that dies is restarted by Ray and its photo given again; a
   photo whose output it had already written is not run twice. Killing the whole run and starting it
@@ -42,13 +43,13 @@ def import_pack_in_worker(package_dir: str):
 class PhotoWorker:
     """One Ray actor: the workflow loaded once, photos run one at a time."""
 
-    def __init__(self, workflow_path: str, models_root: str, package_dir: str):
+    def __init__(self, workflow_path: str, models_dir: str | None, package_dir: str, comfyui: str | None = None):
         import_pack_in_worker(package_dir)
         from diffusion_face_restore import runtime as worker_runtime
         from diffusion_face_restore.headless.batch import WorkflowBatch as Batch
 
-        worker_runtime.set_models_dir(models_root)
-        self.batch = Batch(workflow_path)
+        worker_runtime.set_models_dir(models_dir)
+        self.batch = Batch(workflow_path, comfyui)
 
     def run(self, name: str, input_dir: str, output_dir: str) -> dict:
         from diffusion_face_restore.headless.batch import process_photo as process
@@ -67,7 +68,7 @@ def start_ray(address: str, ray):
 
 
 def run_workflow_batch_on_ray(workflow_path: str, input_dir: str, output_dir: str, address: str = "local", workers: int = 2,
-                              report=print, on_started=None) -> dict:
+                              report=print, on_started=None, comfyui: str | None = None) -> dict:
     """As run_workflow_batch, on a Ray cluster. on_started(actors) is called once the workers exist
     (tests use it to kill one)."""
     try:
@@ -75,7 +76,9 @@ def run_workflow_batch_on_ray(workflow_path: str, input_dir: str, output_dir: st
     except ImportError:
         raise ValueError(RAY_MISSING) from None
     workflow_path, input_dir, output_dir = (os.path.abspath(p) for p in (workflow_path, input_dir, output_dir))
-    batch = WorkflowBatch(workflow_path)  # every check before a worker starts
+    models_dir = runtime.models_dir_given() or runtime.models_root()  # the driver's choice, before ComfyUI's folders apply
+    batch = WorkflowBatch(workflow_path, comfyui)  # every check before a worker starts
+    comfyui = os.path.abspath(comfyui) if comfyui else runtime.find_comfyui()
     input_dir, todo, result = plan_batch(batch, input_dir, output_dir, report)
     if not todo:
         return result
@@ -90,7 +93,7 @@ def run_workflow_batch_on_ray(workflow_path: str, input_dir: str, output_dir: st
         ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
         remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_restarts=-1, max_task_retries=-1)(PhotoWorker)
         package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        actors = [remote.remote(workflow_path, runtime.models_root(), package_dir) for _ in range(count)]
+        actors = [remote.remote(workflow_path, models_dir, package_dir, comfyui) for _ in range(count)]
         report(f"{count} Ray worker(s) ({'one GPU each' if gpus else 'one CPU each'})")
         if on_started is not None:
             on_started(actors)

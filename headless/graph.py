@@ -6,12 +6,20 @@ is followed by its "control after generate" value); links are [id, from node, fr
 to slot, type]. Reroutes are followed, Notes and Primitive nodes (whose values already sit in the
 widgets they feed) are left out, a bypassed node (mode 4) hands each output the first input of the
 same type, a muted node (mode 2) is never run.
+
+Node types: the pack's nodes and the headless core nodes (core_nodes.py) always; ComfyUI's own
+nodes (nodes.py: KSampler, CheckpointLoaderSimple, CLIPTextEncode, VAEEncode/Decode, ControlNet and
+LoRA loaders, latent and image nodes, ...) when a workflow needs them and a ComfyUI installation is
+at hand (the one the pack sits in, $COMFYUI_DIR, or the folder given): it is attached to the process
+and its nodes run as its own code runs them. Nodes of other custom packs, comfy_extras and nodes
+that need ComfyUI's server (hidden inputs, list inputs or outputs) are refused by name.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 
+from .. import runtime
 from ..nodes import NODE_CLASS_MAPPINGS
 from ..tools.workflow_templates import CONTROL_SUFFIX, node_signature
 from .core_nodes import CORE_NODE_CLASSES
@@ -34,11 +42,23 @@ class GraphNode:
 
 
 def node_class(node_type: str):
-    return NODE_CLASS_MAPPINGS.get(node_type) or CORE_NODE_CLASSES.get(node_type)
+    return NODE_CLASS_MAPPINGS.get(node_type) or CORE_NODE_CLASSES.get(node_type) or runtime.comfy_node_classes().get(node_type)
 
 
-def read_workflow(path: str) -> dict[str, GraphNode]:
-    """The runnable nodes of a workflow file (UI or API format)."""
+def from_comfyui(node_type: str) -> bool:
+    """Whether ComfyUI's own code runs this node type (not the pack's, not a headless core node)."""
+    return node_type not in NODE_CLASS_MAPPINGS and node_type not in CORE_NODE_CLASSES and node_type in runtime.comfy_node_classes()
+
+
+def needs_server(cls) -> bool:
+    """ComfyUI nodes that only its server can run: hidden inputs (the prompt, the PNG info) or lists."""
+    return bool(cls.INPUT_TYPES().get("hidden") or getattr(cls, "INPUT_IS_LIST", False) or getattr(cls, "OUTPUT_IS_LIST", None))
+
+
+def read_workflow(path: str, comfyui: str | None = None) -> dict[str, GraphNode]:
+    """The runnable nodes of a workflow file (UI or API format). A workflow with node types that
+    are neither the pack's nor headless core nodes attaches ComfyUI (`comfyui`, else the one the
+    pack sits in or $COMFYUI_DIR) for its own nodes."""
     try:
         with open(path, encoding="utf-8") as handle:
             workflow = json.load(handle)
@@ -47,20 +67,45 @@ def read_workflow(path: str) -> dict[str, GraphNode]:
     if isinstance(workflow, dict) and isinstance(workflow.get("prompt"), dict):
         workflow = workflow["prompt"]
     if isinstance(workflow, dict) and "nodes" in workflow and "links" in workflow:
-        graph = from_ui(workflow)
+        types = {n["type"] for n in workflow["nodes"] if n.get("mode", 0) != MUTED}
     elif isinstance(workflow, dict) and workflow and all(isinstance(n, dict) and "class_type" in n for n in workflow.values()):
-        graph = from_api(workflow)
+        types = {n["class_type"] for n in workflow.values()}
     else:
         raise WorkflowError(f"{path} is neither a ComfyUI workflow (UI format, with nodes and links) nor an API-format prompt")
+    attach_comfyui_for(sorted(t for t in types - UI_ONLY if node_class(t) is None), comfyui)
+    graph = from_ui(workflow) if "nodes" in workflow else from_api(workflow)
     check_node_types(graph)
     return graph
+
+
+def attach_comfyui_for(foreign: list[str], comfyui: str | None):
+    if not foreign:
+        return
+    directory = comfyui or runtime.find_comfyui()
+    if directory is None:
+        raise WorkflowError(
+            f"node type(s) {', '.join(foreign)} are not the pack's and not among the core nodes that run without ComfyUI "
+            f"({', '.join(sorted(CORE_NODE_CLASSES))}); ComfyUI's own nodes (KSampler, CheckpointLoaderSimple, ...) run "
+            "with a ComfyUI installation: run dfr.py from the pack in ComfyUI/custom_nodes with ComfyUI's Python, or give "
+            "--comfyui DIR (or set COMFYUI_DIR)")
+    try:
+        runtime.attach_comfyui(directory)
+    except ImportError as error:
+        raise WorkflowError(f"cannot load ComfyUI from {directory} ({error}); run dfr.py with the Python ComfyUI runs with") from None
+    except ValueError as error:
+        raise WorkflowError(str(error)) from None
 
 
 def check_node_types(graph: dict[str, GraphNode]):
     unknown = sorted({n.type for n in graph.values() if node_class(n.type) is None})
     if unknown:
         supported = ", ".join(sorted(CORE_NODE_CLASSES))
-        raise WorkflowError(f"node type(s) {', '.join(unknown)} cannot run headless; this runs the pack's nodes and {supported}")
+        raise WorkflowError(f"node type(s) {', '.join(unknown)} cannot run headless: they are neither the pack's nodes, nor "
+                            f"{supported}, nor ComfyUI's own (nodes of other custom packs and of comfy_extras are not run)")
+    server_only = sorted({n.type for n in graph.values() if from_comfyui(n.type) and needs_server(node_class(n.type))})
+    if server_only:
+        raise WorkflowError(f"node type(s) {', '.join(server_only)} need ComfyUI's server (hidden or list inputs) and cannot "
+                            "run headless; save with Save Image (Save Video) instead")
 
 
 def from_api(prompt: dict) -> dict[str, GraphNode]:
@@ -100,8 +145,9 @@ def from_ui(workflow: dict) -> dict[str, GraphNode]:
         if node["type"] in UI_ONLY or node.get("mode", 0) == MUTED:
             continue
         inputs = {}
-        if node_class(node["type"]) is not None:
-            _, widget_names, _ = node_signature(node["type"])
+        cls = node_class(node["type"])
+        if cls is not None:
+            _, widget_names, _ = node_signature(node["type"], cls)
             values = node.get("widgets_values") or []
             if isinstance(values, dict):  # some frontends store them by name
                 inputs.update({k: v for k, v in values.items() if not k.endswith(CONTROL_SUFFIX)})

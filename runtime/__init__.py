@@ -5,17 +5,21 @@ ComfyUI's model management when the pack runs inside ComfyUI and plain torch oth
 `host` is the one module of the pack that imports ComfyUI (comfy.*, folder_paths).
 """
 from .host import (
-    IN_COMFYUI,
     MODEL_FOLDERS,
     PRECISIONS,
     ManagedModule,
+    attach_comfyui,
     check_cancel,
+    comfy_node_classes,
+    find_comfyui,
     find_model_file,
     free_cached_memory,
     is_out_of_memory,
+    in_comfyui,
     items_that_fit,
     list_model_files,
     model_search_paths,
+    models_dir_given,
     models_root,
     offload_device,
     output_device,
@@ -27,8 +31,9 @@ from .host import (
 from .progress import Progress, TerminalProgress
 
 __all__ = [
-    "IN_COMFYUI", "MODEL_FOLDERS", "PRECISIONS", "ManagedModule", "Progress", "TerminalProgress", "check_cancel",
-    "find_model_file", "free_cached_memory", "is_out_of_memory", "items_that_fit", "list_model_files", "models_root",
+    "MODEL_FOLDERS", "PRECISIONS", "ManagedModule", "Progress", "TerminalProgress", "attach_comfyui", "check_cancel",
+    "comfy_node_classes", "find_comfyui", "find_model_file", "free_cached_memory", "in_comfyui", "is_out_of_memory",
+    "items_that_fit", "list_model_files", "models_dir_given", "models_root",
     "model_search_paths", "offload_device", "output_device", "pick_dtype", "register_model_folders",
     "set_models_dir", "torch_device",
 ]

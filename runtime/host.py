@@ -7,6 +7,10 @@ ComfyUI's progress bar; stop if the user pressed cancel; where model folders are
 Without ComfyUI (tests, scripts, dfr.py) it falls back to plain torch: the best available device,
 no ComfyUI progress bar (runtime/progress.py draws a terminal line instead), no cancel, and model
 folders under $DFR_MODELS_DIR (or set_models_dir).
+
+A headless run of a saved workflow that needs ComfyUI's own nodes (KSampler, CheckpointLoaderSimple,
+...) attaches a ComfyUI installation to this process (`attach_comfyui`): from then on the pack runs
+as inside ComfyUI, on its model management and model folders.
 """
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ try:  # ComfyUI present: use its model management
 except ImportError:
     _model_management = _model_patcher = _comfy_utils = _folder_paths = None
     IN_COMFYUI = False
+
+_comfy_node_classes: dict | None = None  # ComfyUI's own nodes (nodes.py), once attached
 
 
 # Our model folders (under ComfyUI's models/), and what goes in each.
@@ -171,6 +177,11 @@ def register_model_folders():
         _folder_paths.add_model_folder_path(name, default)
 
 
+def models_dir_given() -> str | None:
+    """The models folder the user chose (set_models_dir or $DFR_MODELS_DIR), None if neither."""
+    return _models_dir_override or os.environ.get("DFR_MODELS_DIR") or None
+
+
 def models_root() -> str | None:
     """Without ComfyUI: the folder holding the model folders (set_models_dir, $DFR_MODELS_DIR or the
     default); None inside ComfyUI (its own folder settings apply)."""
@@ -229,3 +240,90 @@ def list_model_files(folder: str) -> list[str]:
                 for name in files:
                     found.add(os.path.relpath(os.path.join(root, name), directory).replace(os.sep, "/"))
     return sorted(found)
+
+
+# --- a ComfyUI installation attached to a headless run -----------------------------------------------
+
+def in_comfyui() -> bool:
+    """Whether the pack runs on ComfyUI's model management (inside ComfyUI, or attached to it)."""
+    return IN_COMFYUI
+
+
+def is_comfyui_dir(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "nodes.py")) and os.path.isdir(os.path.join(path, "comfy"))
+
+
+def find_comfyui() -> str | None:
+    """The ComfyUI installation the pack sits in (ComfyUI/custom_nodes/<pack>), or $COMFYUI_DIR."""
+    candidates = [os.environ.get("COMFYUI_DIR")]
+    pack_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.basename(os.path.dirname(pack_dir)) == "custom_nodes":
+        candidates.append(os.path.dirname(os.path.dirname(pack_dir)))
+    return next((os.path.abspath(c) for c in candidates if c and is_comfyui_dir(c)), None)
+
+
+def _has_accelerator() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return torch.cuda.is_available() or bool(mps and mps.is_available()) or bool(xpu and xpu.is_available())
+
+
+def attach_comfyui(directory: str) -> dict:
+    """Load the ComfyUI installation at `directory` into this process and return its own node
+    classes (nodes.py: samplers, checkpoint, CLIP, VAE, ControlNet, LoRA, latent and image nodes).
+
+    As `python main.py` would, without a server: arguments at their defaults (`--cpu` where torch
+    sees no GPU), its extra_model_paths.yaml read. Our model folders and ComfyUI's are searched under
+    the models folder the user chose first (set_models_dir, $DFR_MODELS_DIR), then under ComfyUI's.
+    From here on the pack runs on ComfyUI's model management, as inside ComfyUI."""
+    global IN_COMFYUI, _model_management, _model_patcher, _comfy_utils, _folder_paths, _comfy_node_classes
+    directory = os.path.abspath(directory)
+    if _comfy_node_classes is not None:
+        return _comfy_node_classes
+    if not is_comfyui_dir(directory):
+        raise ValueError(f"{directory} is not a ComfyUI folder (it has no nodes.py and comfy/): give the folder ComfyUI's main.py is in")
+    loaded = sys.modules.get("nodes")
+    if loaded is not None and not os.path.abspath(getattr(loaded, "__file__", "") or "").startswith(directory + os.sep):
+        raise ValueError(f"a module named 'nodes' from {getattr(loaded, '__file__', '?')} is already loaded; run dfr.py from another folder")
+    chosen_models = models_dir_given()
+    sys.path.insert(0, directory)
+    from comfy.cli_args import args  # parses no command line unless ComfyUI's main.py asked it to
+
+    if not _has_accelerator():
+        args.cpu = True  # ComfyUI would otherwise ask CUDA for its device while importing
+    import comfy.model_management as model_management
+    import comfy.model_patcher as model_patcher
+    import comfy.utils as comfy_utils
+    import folder_paths
+
+    extra_paths = os.path.join(directory, "extra_model_paths.yaml")
+    if os.path.isfile(extra_paths):
+        from utils.extra_config import load_extra_path_config
+
+        load_extra_path_config(extra_paths)
+    if chosen_models and os.path.abspath(chosen_models) != os.path.abspath(folder_paths.models_dir):
+        comfy_models = folder_paths.models_dir
+        for name, (paths, _) in list(folder_paths.folder_names_and_paths.items()):
+            for path in [p for p in paths if os.path.abspath(p).startswith(os.path.abspath(comfy_models) + os.sep)]:
+                folder_paths.add_model_folder_path(name, os.path.join(chosen_models, os.path.relpath(path, comfy_models)), is_default=True)
+        for name in MODEL_FOLDERS:
+            if name not in folder_paths.folder_names_and_paths:
+                folder_paths.folder_names_and_paths[name] = ([], set(folder_paths.supported_pt_extensions))
+            folder_paths.add_model_folder_path(name, os.path.join(chosen_models, name), is_default=True)
+    import nodes as comfy_nodes
+
+    _model_management, _model_patcher, _comfy_utils, _folder_paths = model_management, model_patcher, comfy_utils, folder_paths
+    IN_COMFYUI = True
+    register_model_folders()
+    _comfy_node_classes = dict(comfy_nodes.NODE_CLASS_MAPPINGS)
+    return _comfy_node_classes
+
+
+def comfy_node_classes() -> dict:
+    """ComfyUI's own node classes once a ComfyUI is attached (or the pack runs inside one), else {}."""
+    global _comfy_node_classes
+    if _comfy_node_classes is None and IN_COMFYUI:
+        import nodes as comfy_nodes
+
+        _comfy_node_classes = dict(comfy_nodes.NODE_CLASS_MAPPINGS)
+    return _comfy_node_classes or {}

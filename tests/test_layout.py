@@ -26,7 +26,7 @@ LAYERS = [
     {"nodes"},
     {"tools", "headless"},
 ]
-COMFYUI_MODULES = {"comfy", "comfy_extras", "comfy_api", "folder_paths", "server", "execution", "nodes", "latent_preview"}
+COMFYUI_MODULES = {"comfy", "comfy_extras", "comfy_api", "folder_paths", "server", "execution", "nodes", "latent_preview", "utils"}
 NOT_PACK_CODE = {"tests", "benchmarks", "workflows", "docs"}
 
 

@@ -267,7 +267,7 @@ def test_a_graph_with_several_missing_files_names_them_all_before_running(models
 
 
 def test_runtime_falls_back_to_plain_torch(tmp_path):
-    assert runtime.IN_COMFYUI is False
+    assert runtime.in_comfyui() is False and runtime.comfy_node_classes() == {}
     assert runtime.torch_device().type in ("cpu", "cuda", "mps")
     runtime.check_cancel()
     progress = runtime.Progress(3)

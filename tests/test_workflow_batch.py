@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from testdata import ROOT, shared_path
+from testdata import ROOT, describe_video, shared_path, video_workflow_with_reduced_models, write_clip_with_sound
 
 from diffusion_face_restore.headless.core_nodes import to_uint8
 from diffusion_face_restore.nodes.face_nodes import FaceDetect, PasteBack
@@ -145,12 +145,30 @@ def test_a_damaged_photo_and_a_photo_without_faces_are_reported_and_the_batch_go
 
 
 def test_node_types_that_cannot_run_headless_are_refused_by_name_before_anything_runs(photos, tmp_path):
+    # ComfyUI's own nodes (the DR-BFR template's Stable Diffusion nodes) need a ComfyUI installation:
+    # this checkout is not in ComfyUI/custom_nodes and none is given, so they are refused by name
     workflow = os.path.join(ROOT, "workflows", "DR-BFR restoration with your trained ControlNet.json")
     run = batch("--workflow", workflow, str(photos), str(tmp_path / "out"), check=False)
     assert run.returncode == 1
     line = run.stderr.strip()
-    assert "\n" not in line and "KSampler" in line and "CheckpointLoaderSimple" in line and "cannot run headless" in line
+    assert "\n" not in line and "KSampler" in line and "CheckpointLoaderSimple" in line and "--comfyui DIR" in line
+    assert "FaceDetect" not in line and "VAEEncode" in line  # the pack's nodes are not among them
     assert not os.path.exists(tmp_path / "out")
+    # a folder that is not ComfyUI is refused as such, before anything runs
+    run = batch("--workflow", workflow, str(photos), str(tmp_path / "out"), "--comfyui", str(photos), check=False)
+    assert run.returncode == 1 and "is not a ComfyUI folder" in run.stderr and "\n" not in run.stderr.strip()
+    assert not os.path.exists(tmp_path / "out")
+    # a node of another custom pack: named as well
+    with open(FACE_CROP, encoding="utf-8") as handle:
+        graph = json.load(handle)
+    graph["nodes"][0]["type"] = "ReActorFaceSwap"
+    other_pack = tmp_path / "other_pack.json"
+    other_pack.write_text(json.dumps(graph))
+    run = batch("--workflow", str(other_pack), str(photos), str(tmp_path / "out"), check=False)
+    assert run.returncode == 1 and "ReActorFaceSwap" in run.stderr
+    # --comfyui belongs to --workflow
+    run = batch("dr2", str(photos), str(tmp_path / "out"), "--comfyui", str(photos), check=False)
+    assert run.returncode == 1 and "--comfyui goes with a saved workflow" in run.stderr
     no_save = tmp_path / "no_save.json"
     with open(FACE_CROP, encoding="utf-8") as handle:
         graph = json.load(handle)
@@ -191,45 +209,16 @@ def test_two_photos_that_would_write_the_same_output_are_refused(photos, tmp_pat
 def test_the_video_template_restores_a_real_clip_with_its_frames_rate_and_sound(tmp_path):
     """The video template (its FaceTrack on the built-in MTCNN) on 6 frames of a shared real clip with
     a sound track, DR2's and SPARNetHD's reduced networks under the official file names."""
-    import av
-    import cv2
-
-    models = tmp_path / "models"
-    for source, folder, name in [("dr2/reduced/DR2_reduced.pkl", "face_diffusion", "DR2_FFHQ.pkl"),
-                                 ("dr2/reduced/SPARNet_reduced.pth", "facerestore_models", "SPARNetHD_FFHQ_DR2aug.pth")]:
-        (models / folder).mkdir(parents=True, exist_ok=True)
-        shutil.copy(shared_path("golden", "checkpoints", *source.split("/")), models / folder / name)
-    with open(os.path.join(ROOT, "workflows", "Video restoration with DR2 - tracked faces, no flicker.json"), encoding="utf-8") as handle:
-        workflow = json.load(handle)
-    for node in workflow["nodes"]:
-        if node["type"] == "FaceTrack":
-            node["widgets_values"][0] = "mtcnn (built-in)"
-    (tmp_path / "video.json").write_text(json.dumps(workflow))
-    capture = cv2.VideoCapture(shared_path("videos", "real_1.mp4"))
-    frames = [cv2.resize(capture.read()[1][..., ::-1], (192, 256), interpolation=cv2.INTER_AREA) for _ in range(6)]
-    capture.release()
+    workflow, models = video_workflow_with_reduced_models(tmp_path)
     clip = tmp_path / "talk.mp4"
-    with av.open(str(clip), mode="w") as container:
-        video = container.add_stream("h264", rate=10)
-        video.width, video.height, video.pix_fmt = 192, 256, "yuv420p"
-        sound = container.add_stream("aac", rate=16000)
-        for frame in frames:
-            container.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
-        container.mux(video.encode(None))
-        tone = av.AudioFrame.from_ndarray((0.2 * np.sin(np.arange(9600) / 16000 * 2 * np.pi * 440)).astype(np.float32)[None],
-                                          format="flt", layout="mono")
-        tone.sample_rate, tone.pts = 16000, 0
-        container.mux(sound.encode(tone))
-        container.mux(sound.encode(None))
+    write_clip_with_sound(clip)  # 6 frames, 192 x 256, 10 fps
     out = tmp_path / "out"
-    batch("--workflow", str(tmp_path / "video.json"), str(clip), str(out), "--models-dir", str(models))
+    batch("--workflow", workflow, str(clip), str(out), "--models-dir", models)
     (record,) = manifest(out)
     assert record["status"] == "done" and record["outputs"] == ["talk.mp4"] and record["faces"] >= 6
-    with av.open(str(out / "talk.mp4")) as restored:
-        decoded = [f.to_ndarray(format="rgb24") for f in restored.decode(video=0)]
-        assert (len(decoded), decoded[0].shape) == (6, (256, 192, 3))
-        assert float(restored.streams.video[0].average_rate) == 10 and len(restored.streams.audio) == 1
-    rerun = batch("--workflow", str(tmp_path / "video.json"), str(clip), str(out), "--models-dir", str(models))
+    decoded, rate, sounds = describe_video(out / "talk.mp4")
+    assert (len(decoded), decoded[0].shape, rate, sounds) == (6, (256, 192, 3), 10, 1)
+    rerun = batch("--workflow", workflow, str(clip), str(out), "--models-dir", models)
     assert "1 already done" in rerun.stdout
 
 

@@ -93,3 +93,60 @@ def golden_path(*parts: str) -> str:
 def golden(*parts: str):
     """A golden .npy array."""
     return np.load(golden_path(*parts))
+
+
+def video_workflow_with_reduced_models(folder) -> tuple[str, str]:
+    """The video template with its FaceTrack on the built-in MTCNN (folder/video.json) and a models
+    folder (folder/models) holding DR2's and SPARNetHD's reduced networks of ../shared/golden under
+    the official file names: (workflow path, models folder)."""
+    import json
+    import shutil
+
+    models = os.path.join(folder, "models")
+    for source, kind, name in [("dr2/reduced/DR2_reduced.pkl", "face_diffusion", "DR2_FFHQ.pkl"),
+                               ("dr2/reduced/SPARNet_reduced.pth", "facerestore_models", "SPARNetHD_FFHQ_DR2aug.pth")]:
+        os.makedirs(os.path.join(models, kind), exist_ok=True)
+        shutil.copy(shared_path("golden", "checkpoints", *source.split("/")), os.path.join(models, kind, name))
+    with open(os.path.join(ROOT, "workflows", "Video restoration with DR2 - tracked faces, no flicker.json"), encoding="utf-8") as handle:
+        workflow = json.load(handle)
+    for node in workflow["nodes"]:
+        if node["type"] == "FaceTrack":
+            node["widgets_values"][0] = "mtcnn (built-in)"
+    path = os.path.join(folder, "video.json")
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(workflow, handle)
+    return path, models
+
+
+def write_clip_with_sound(path: str, source: str = "real_1.mp4", frames: int = 6, start: int = 0, size=(192, 256), fps: int = 10):
+    """`frames` frames of a shared real clip from frame `start`, resized to size (w, h), as an H.264
+    clip at fps with an AAC tone as its sound track."""
+    import av
+    import cv2
+
+    capture = cv2.VideoCapture(shared_path("videos", source))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, start)
+    pictures = [cv2.resize(capture.read()[1][..., ::-1], size, interpolation=cv2.INTER_AREA) for _ in range(frames)]
+    capture.release()
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("h264", rate=fps)
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        sound = container.add_stream("aac", rate=16000)
+        for picture in pictures:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")))
+        container.mux(video.encode(None))
+        samples = int(16000 * frames / fps)
+        tone = av.AudioFrame.from_ndarray((0.2 * np.sin(np.arange(samples) / 16000 * 2 * np.pi * 440)).astype(np.float32)[None],
+                                          format="flt", layout="mono")
+        tone.sample_rate, tone.pts = 16000, 0
+        container.mux(sound.encode(tone))
+        container.mux(sound.encode(None))
+
+
+def describe_video(path: str) -> tuple[list[np.ndarray], float, int]:
+    """A video's decoded RGB frames, its frame rate and its number of sound streams."""
+    import av
+
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        return frames, float(container.streams.video[0].average_rate), len(container.streams.audio)

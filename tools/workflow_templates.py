@@ -46,7 +46,8 @@ CORE_NODES = {
         [("LATENT", "LATENT")],
     ),
 }
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+SEED_NAMES = ("seed", "noise_seed")
 CONTROL_SUFFIX = " control_after_generate"
 
 # The view a workflow opens with: readable (litegraph stops drawing widget text below ~0.6) and
@@ -62,21 +63,24 @@ def column(index: int) -> int:
     return 20 + COLUMN * index
 
 
-def node_signature(node_type: str):
-    """(socket inputs [(name, type)], widget names, outputs [(name, type)]) of a node type."""
+def node_signature(node_type: str, cls=None):
+    """(socket inputs [(name, type)], widget names, outputs [(name, type)]) of a node type (of the
+    pack, a core node of the table above, or `cls`)."""
     if node_type in CORE_NODES:
         return CORE_NODES[node_type]
-    from ..nodes import NODE_CLASS_MAPPINGS
+    if cls is None:
+        from ..nodes import NODE_CLASS_MAPPINGS
 
-    cls = NODE_CLASS_MAPPINGS[node_type]
+        cls = NODE_CLASS_MAPPINGS[node_type]
     sockets, widgets = [], []
     for section in ("required", "optional"):
         for name, spec in cls.INPUT_TYPES().get(section, {}).items():
-            kind = spec[0]
+            kind, options = spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
             if isinstance(kind, (list, tuple)) or kind in WIDGET_TYPES:
                 widgets.append(name)
-                if kind == "INT" and spec[1].get("control_after_generate"):
-                    widgets.append(name + CONTROL_SUFFIX)  # the frontend's "control after generate" value
+                # the frontend's "control after generate" value: asked for, or any seed / noise_seed
+                if kind == "INT" and (options.get("control_after_generate") or name in SEED_NAMES):
+                    widgets.append(name + CONTROL_SUFFIX)
             else:
                 sockets.append((name, kind))
     names = getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)

@@ -34,7 +34,7 @@ mkdir -p "$out/inputs/models/checkpoints"
 rm -rf "$out/inputs/sd15_diffusers"
 workflows=()
 for workflow in "$pack"/workflows/*.json; do
-  # DR-BFR samples 30 SD1.5 steps at 512 px: loaded and converted below, not queued on a CPU
+  # DR-BFR samples 30 SD1.5 steps at 512 px: loaded below, not queued on a CPU (a 3-step copy is)
   case "$(basename "$workflow")" in DR-BFR*) ;; *) workflows+=(--ui-workflow "$workflow") ;; esac
 done
 python3 "$harness/comfy_run.py" --pack "$pack" \
@@ -67,10 +67,11 @@ crops = glob.glob(f"{sys.argv[1]}/prompt_mtcnn_api_outputs/api_mtcnn_crops*.png"
 assert len(crops) == 1 and np.asarray(Image.open(crops[0])).std() > 20, crops
 print("MTCNN found the face:", crops[0])
 PY
-# dfr.py batch --workflow: every template that runs headless, and copies using the built-in MTCNN
-# (the random-weight RetinaFace here finds no face), queued in ComfyUI above and here, then run
-# headless with ComfyUI's own Python (the same torch build) on the same photo and models: the same
-# pixels, bit for bit
+# dfr.py batch --workflow: every template, copies using the built-in MTCNN (the random-weight
+# RetinaFace here finds no face), the DR-BFR template with 3 KSampler steps (not 30) and the DR-BFR
+# API prompt, queued in ComfyUI above and here, then run headless with ComfyUI's own Python (the same
+# torch build) on the same photo and models, ComfyUI's own nodes (KSampler, CheckpointLoaderSimple,
+# CLIPTextEncode, ControlNetLoader, VAEEncode/Decode) through the same ComfyUI: the same pixels, bit for bit
 "$python" "$here/headless_compare.py" prepare "$pack" "$out/inputs/mtcnn_workflows" >/dev/null
 mtcnn_workflows=()
 for workflow in "$out/inputs/mtcnn_workflows"/*.json; do mtcnn_workflows+=(--ui-workflow "$workflow"); done
@@ -81,7 +82,7 @@ for workflow in "$pack"/workflows/*.json "$out/inputs/mtcnn_workflows"/*.json; d
   case "$(basename "$workflow")" in DR-BFR*) ;; *) headless+=("$workflow") ;; esac
 done
 "$comfy_python" "$here/headless_compare.py" compare "$pack" "$out/results" "$out/inputs/example.png" "$out/inputs/clip.mp4" \
-  "$out/inputs/models" "${headless[@]}"
+  "$out/inputs/models" "${COMFYUI_DIR:-$HARNESS_DIR/ComfyUI}" "${headless[@]}" "$here/dr_bfr_api.json"
 python3 "$harness/comfy_run.py" --pack "$pack" --input "$out/inputs/example.png" --models-dir "$out/inputs/models" \
   --ui-workflow "$pack/workflows/DR-BFR restoration with your trained ControlNet.json" --no-queue \
   --out "$out/results_dr_bfr_ui" --summary "$out/results_dr_bfr_ui/summary.json"
