@@ -1,6 +1,7 @@
 """`dfr.py batch --workflow ... --ray`: the workflow batch on a local Ray cluster started by the test
 (2 CPU workers), with a worker killed mid-batch and the whole run killed and resumed: every photo's
-output present exactly once, the same pixels as on one machine."""
+output present exactly once, the same pixels as on one machine; a folder of clips through the video
+template: each clip's frames as on one machine, with its rate and sound."""
 from __future__ import annotations
 
 import json
@@ -16,10 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from testdata import ROOT, shared_path
+from testdata import ROOT, describe_video, shared_path, video_workflow_with_reduced_models, write_clip_with_sound
 
 ray = pytest.importorskip("ray", reason="the Ray tests need Ray (tests/requirements.txt installs it)")
 
+from diffusion_face_restore import runtime  # noqa: E402
 from diffusion_face_restore.headless.batch import read_manifest, run_workflow_batch  # noqa: E402
 from diffusion_face_restore.headless.distributed import run_workflow_batch_on_ray  # noqa: E402
 
@@ -123,3 +125,58 @@ def test_without_ray_the_option_says_how_to_get_it(many, tmp_path, monkeypatch):
             "runpy.run_path(root + '/dfr.py', run_name='__main__')")
     run = subprocess.run([sys.executable, "-c", code, FACE_CROP, str(many), str(tmp_path / "out"), ROOT], capture_output=True, text=True)
     assert run.returncode == 1 and "pip install" in run.stderr and "[ray]" in run.stderr
+
+
+def test_a_folder_of_clips_on_ray_gives_each_clip_as_one_machine_does(tmp_path):
+    """The video template (MTCNN, DR2's and SPARNetHD's reduced networks) over a folder of two real
+    clips with sound, on 2 one-CPU Ray workers and in this process on one thread: each clip recorded
+    once with its faces, its frame count, rate and sound kept, a rerun skipping both, and each clip's
+    frames those of the one-machine run. Not bit for bit: x264, as ComfyUI's Save Video drives it,
+    encodes the same frames a little differently from run to run (even in one process), so the two
+    encodings of a clip must lie far closer to each other than to the clip that went in (or to the
+    other clip's restoration)."""
+    import torch
+
+    workflow, models = video_workflow_with_reduced_models(tmp_path)
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_clip_with_sound(clips / "talk_a.mp4", "real_1.mp4", frames=4)
+    write_clip_with_sound(clips / "talk_b.mp4", "real_2.mp4", frames=4, start=100)
+    one, on_ray = tmp_path / "one_machine", tmp_path / "on_ray"
+    runtime.set_models_dir(models)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        run_workflow_batch(workflow, str(clips), str(one), report=lambda *_: None)
+        torch.set_num_threads(threads)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            result = run_workflow_batch_on_ray(workflow, str(clips), str(on_ray), workers=2, report=lambda *_: None)
+            again = run_workflow_batch_on_ray(workflow, str(clips), str(on_ray), workers=2, report=lambda *_: None)
+        finally:
+            ray.shutdown()
+    finally:
+        torch.set_num_threads(threads)
+        runtime.set_models_dir(None)
+    names = ["talk_a.mp4", "talk_b.mp4"]
+    assert sorted(result["done"]) == names and not result["failed"]
+    assert sorted(again["skipped"]) == names and not again["done"]
+    assert sorted(r["photo"] for r in lines(on_ray)) == names
+    assert sorted(f for f in os.listdir(on_ray) if f.endswith(".mp4")) == names
+    for record in lines(on_ray):
+        assert record["status"] == "done" and record["faces"] >= 4, record
+
+    def distance(first, second) -> float:
+        return float(np.mean([np.abs(a.astype(np.int16) - b).mean() for a, b in zip(first, second)]))
+
+    decoded = {}
+    for name in names:
+        frames, rate, sounds = describe_video(on_ray / name)
+        reference, reference_rate, _ = describe_video(one / name)
+        source, _, _ = describe_video(clips / name)
+        assert (len(frames), rate, sounds) == (4, 10, 1) and rate == reference_rate
+        decoded[name] = frames, reference
+        near, restored = distance(frames, reference), distance(reference, source)
+        assert near < 0.05 * restored, (name, near, restored)
+    crossed = distance(decoded["talk_a.mp4"][0], decoded["talk_b.mp4"][1])
+    assert distance(*decoded["talk_a.mp4"]) < 0.05 * crossed, crossed
