@@ -254,12 +254,13 @@ def is_comfyui_dir(path: str) -> bool:
 
 
 def find_comfyui() -> str | None:
-    """The ComfyUI installation the pack sits in (ComfyUI/custom_nodes/<pack>), or $COMFYUI_DIR."""
-    candidates = [os.environ.get("COMFYUI_DIR")]
+    """$COMFYUI_DIR (as given: attach_comfyui says if it is not ComfyUI), else the ComfyUI installation
+    the pack sits in (ComfyUI/custom_nodes/<pack>), else None."""
+    if os.environ.get("COMFYUI_DIR"):
+        return os.path.abspath(os.environ["COMFYUI_DIR"])
     pack_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if os.path.basename(os.path.dirname(pack_dir)) == "custom_nodes":
-        candidates.append(os.path.dirname(os.path.dirname(pack_dir)))
-    return next((os.path.abspath(c) for c in candidates if c and is_comfyui_dir(c)), None)
+    comfyui = os.path.dirname(os.path.dirname(pack_dir))
+    return comfyui if os.path.basename(os.path.dirname(pack_dir)) == "custom_nodes" and is_comfyui_dir(comfyui) else None
 
 
 def _has_accelerator() -> bool:

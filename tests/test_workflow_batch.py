@@ -158,6 +158,10 @@ def test_node_types_that_cannot_run_headless_are_refused_by_name_before_anything
     run = batch("--workflow", workflow, str(photos), str(tmp_path / "out"), "--comfyui", str(photos), check=False)
     assert run.returncode == 1 and "is not a ComfyUI folder" in run.stderr and "\n" not in run.stderr.strip()
     assert not os.path.exists(tmp_path / "out")
+    # so is $COMFYUI_DIR naming such a folder
+    run = subprocess.run([sys.executable, DFR, "batch", "--workflow", workflow, str(photos), str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "COMFYUI_DIR": str(photos)})
+    assert run.returncode == 1 and f"{photos} is not a ComfyUI folder" in run.stderr
     # a node of another custom pack: named as well
     with open(FACE_CROP, encoding="utf-8") as handle:
         graph = json.load(handle)
