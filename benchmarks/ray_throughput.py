@@ -13,7 +13,6 @@ median seconds a photo takes inside its process (from the manifest), and the ove
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -22,32 +21,20 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))  # testdata
 from pack_import import import_pack, shared_dir  # noqa: E402
 
 import_pack()
 from diffusion_face_restore import runtime  # noqa: E402
 from diffusion_face_restore.headless.batch import read_manifest, run_workflow_batch  # noqa: E402
 from diffusion_face_restore.headless.distributed import run_workflow_batch_on_ray  # noqa: E402
+from testdata import template_with_reduced_models  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEMPLATE = os.path.join(ROOT, "workflows", "DR2 fast restoration - 6 UNet calls.json")
-REDUCED = [("dr2/reduced/DR2_reduced.pkl", "face_diffusion", "DR2_FFHQ.pkl"),
-           ("dr2/reduced/SPARNet_reduced.pth", "facerestore_models", "SPARNetHD_FFHQ_DR2aug.pth")]
+TEMPLATE = "DR2 fast restoration - 6 UNet calls"  # run on MTCNN with the reduced networks
 
 
 def prepare(work: str, shared: str, count: int) -> tuple[str, str, str]:
-    models = os.path.join(work, "models")
-    for source, folder, name in REDUCED:
-        os.makedirs(os.path.join(models, folder), exist_ok=True)
-        shutil.copy(os.path.join(shared, "golden", "checkpoints", source), os.path.join(models, folder, name))
-    with open(TEMPLATE, encoding="utf-8") as handle:
-        workflow = json.load(handle)
-    for node in workflow["nodes"]:
-        if node["type"] == "FaceDetect":
-            node["widgets_values"][0] = "mtcnn (built-in)"
-    path = os.path.join(work, "dr2_fast_mtcnn.json")
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(workflow, handle)
+    workflow, models = template_with_reduced_models(work, TEMPLATE)
     photos = os.path.join(work, "photos")
     os.makedirs(photos)
     whole = os.path.join(shared, "images", "whole")
@@ -56,7 +43,7 @@ def prepare(work: str, shared: str, count: int) -> tuple[str, str, str]:
         name = names[index % len(names)]
         stem, ext = os.path.splitext(name)
         shutil.copy(os.path.join(whole, name), os.path.join(photos, f"{stem}_{index:03d}{ext}"))
-    return models, path, photos
+    return models, workflow, photos
 
 
 def row(label: str, processes: int, wall: float, out: str, count: int) -> str:

@@ -95,10 +95,11 @@ def golden(*parts: str):
     return np.load(golden_path(*parts))
 
 
-def video_workflow_with_reduced_models(folder) -> tuple[str, str]:
-    """The video template with its FaceTrack on the built-in MTCNN (folder/video.json) and a models
-    folder (folder/models) holding DR2's and SPARNetHD's reduced networks of ../shared/golden under
-    the official file names: (workflow path, models folder)."""
+def template_with_reduced_models(folder, template: str) -> tuple[str, str]:
+    """A workflow template (workflows/<template>.json) with its FaceDetect / FaceTrack on the built-in
+    MTCNN, written to folder/<template>.json, and a models folder (folder/models) holding DR2's and
+    SPARNetHD's reduced networks of ../shared/golden under the official file names: (workflow path,
+    models folder)."""
     import json
     import shutil
 
@@ -107,15 +108,20 @@ def video_workflow_with_reduced_models(folder) -> tuple[str, str]:
                                ("dr2/reduced/SPARNet_reduced.pth", "facerestore_models", "SPARNetHD_FFHQ_DR2aug.pth")]:
         os.makedirs(os.path.join(models, kind), exist_ok=True)
         shutil.copy(shared_path("golden", "checkpoints", *source.split("/")), os.path.join(models, kind, name))
-    with open(os.path.join(ROOT, "workflows", "Video restoration with DR2 - tracked faces, no flicker.json"), encoding="utf-8") as handle:
+    with open(os.path.join(ROOT, "workflows", template + ".json"), encoding="utf-8") as handle:
         workflow = json.load(handle)
     for node in workflow["nodes"]:
-        if node["type"] == "FaceTrack":
+        if node["type"] in ("FaceDetect", "FaceTrack"):
             node["widgets_values"][0] = "mtcnn (built-in)"
-    path = os.path.join(folder, "video.json")
+    path = os.path.join(folder, template + ".json")
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(workflow, handle)
     return path, models
+
+
+def video_workflow_with_reduced_models(folder) -> tuple[str, str]:
+    """The video template on MTCNN with the reduced networks (template_with_reduced_models)."""
+    return template_with_reduced_models(folder, "Video restoration with DR2 - tracked faces, no flicker")
 
 
 def write_clip_with_sound(path: str, source: str = "real_1.mp4", frames: int = 6, start: int = 0, size=(192, 256), fps: int = 10):
