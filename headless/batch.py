@@ -173,9 +173,7 @@ def check_comfyui_inputs(node: GraphNode, cls, skip) -> list[str]:
     ComfyUI reads them. Inputs the node's VALIDATE_INPUTS takes (`skip`) are its own to check."""
     problems = []
     sections = cls.INPUT_TYPES()
-    for name, spec in sections.get("required", {}).items():
-        if name not in node.inputs:
-            problems.append(f"required input {name} is missing")
+    problems += [f"required input {name} is missing" for name in sections.get("required", {}) if name not in node.inputs]
     for name, spec in {**sections.get("required", {}), **sections.get("optional", {})}.items():
         value = node.inputs.get(name)
         if name in skip or value is None or is_link(value):
