@@ -166,15 +166,15 @@ def set_models_dir(path: str | None):
     _models_dir_override = path
 
 
-def register_model_folders():
-    """Add our folders to ComfyUI without overwriting what extra_model_paths.yaml configured."""
+def register_model_folders(models_dir: str | None = None, first: bool = False):
+    """Add our folders (under models_dir, default ComfyUI's models folder) to ComfyUI without
+    overwriting what extra_model_paths.yaml configured; `first`: searched before the others."""
     if not IN_COMFYUI:
         return
     for name in MODEL_FOLDERS:
-        default = os.path.join(_folder_paths.models_dir, name)
         if name not in _folder_paths.folder_names_and_paths:
             _folder_paths.folder_names_and_paths[name] = ([], set(_folder_paths.supported_pt_extensions))
-        _folder_paths.add_model_folder_path(name, default)
+        _folder_paths.add_model_folder_path(name, os.path.join(models_dir or _folder_paths.models_dir, name), is_default=first)
 
 
 def models_dir_given() -> str | None:
@@ -277,7 +277,7 @@ def attach_comfyui(directory: str) -> dict:
     sees no GPU), its extra_model_paths.yaml read. Our model folders and ComfyUI's are searched under
     the models folder the user chose first (set_models_dir, $DFR_MODELS_DIR), then under ComfyUI's.
     From here on the pack runs on ComfyUI's model management, as inside ComfyUI."""
-    global IN_COMFYUI, _model_management, _model_patcher, _comfy_utils, _folder_paths, _comfy_node_classes
+    global IN_COMFYUI, _model_management, _model_patcher, _comfy_utils, _folder_paths
     directory = os.path.abspath(directory)
     if _comfy_node_classes is not None:
         return _comfy_node_classes
@@ -302,22 +302,20 @@ def attach_comfyui(directory: str) -> dict:
         from utils.extra_config import load_extra_path_config
 
         load_extra_path_config(extra_paths)
-    if chosen_models and os.path.abspath(chosen_models) != os.path.abspath(folder_paths.models_dir):
-        comfy_models = folder_paths.models_dir
+    comfy_models = folder_paths.models_dir
+    chosen_models = chosen_models if chosen_models and os.path.abspath(chosen_models) != os.path.abspath(comfy_models) else None
+    if chosen_models:
         for name, (paths, _) in list(folder_paths.folder_names_and_paths.items()):
             for path in [p for p in paths if os.path.abspath(p).startswith(os.path.abspath(comfy_models) + os.sep)]:
                 folder_paths.add_model_folder_path(name, os.path.join(chosen_models, os.path.relpath(path, comfy_models)), is_default=True)
-        for name in MODEL_FOLDERS:
-            if name not in folder_paths.folder_names_and_paths:
-                folder_paths.folder_names_and_paths[name] = ([], set(folder_paths.supported_pt_extensions))
-            folder_paths.add_model_folder_path(name, os.path.join(chosen_models, name), is_default=True)
-    import nodes as comfy_nodes
+    import nodes  # noqa: F401  (before switching over: a ComfyUI that fails to import leaves the pack as it was)
 
     _model_management, _model_patcher, _comfy_utils, _folder_paths = model_management, model_patcher, comfy_utils, folder_paths
     IN_COMFYUI = True
+    if chosen_models:
+        register_model_folders(chosen_models, first=True)
     register_model_folders()
-    _comfy_node_classes = dict(comfy_nodes.NODE_CLASS_MAPPINGS)
-    return _comfy_node_classes
+    return comfy_node_classes()
 
 
 def comfy_node_classes() -> dict:
