@@ -19,7 +19,7 @@ ComfyUI), or `dfr ...` where the package is installed (pip install ".[torch]").
         DFR_OFFLINE=1) only reports what is missing. Files on Baidu (DR2) get the manual steps.
         $DFR_MANIFEST: a manifest of your own in models/manifest.json's layout (a mirror's URLs).
 
-    python dfr.py batch PIPELINE INPUT OUTPUT [--download] [--seed S] [--models-dir DIR] [--set KEY=VALUE ...] [--chunk-frames N]
+    python dfr.py batch PIPELINE INPUT OUTPUT [--download] [--seed S] [--models-dir DIR] [--set KEY=VALUE ...] [--chunk-frames N] [--max-megapixels N]
         Restore a folder of photos (or extracted video frames) without the UI: PIPELINE is difface,
         difface-fast (8 UNet calls, DifFace's own DDIM(0.5) distribution), dr2, dr2-fast (respacing 25:
         6 UNet calls), dr2-p2 (DR2 without Baidu: the P2 prior and GFPGAN) or hybrid,
@@ -31,7 +31,7 @@ ComfyUI), or `dfr ...` where the package is installed (pip install ".[torch]").
         fetches the weight files the pipeline lacks, as `download` does; a file no script can fetch
         (DR2's, on Baidu) stops it before any photo, naming the pipelines that need none.
 
-    python dfr.py batch --workflow FILE.json INPUT OUTPUT [--models-dir DIR] [--comfyui DIR]
+    python dfr.py batch --workflow FILE.json INPUT OUTPUT [--models-dir DIR] [--comfyui DIR] [--max-megapixels N]
         Run a workflow saved from ComfyUI (UI or API format) on every photo of INPUT, exactly as queued
         in ComfyUI with the photo in its Load Image node (a workflow with Load Video: INPUT is a video or
         a folder of videos): the pack's nodes, Load/Save/Preview Image, Load Upscale Model, Upscale Image
@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 
@@ -173,9 +174,11 @@ def batch(args) -> int:
     from diffusion_face_restore.models.download import DownloadError
     from diffusion_face_restore.restore.photos import restore_folder
     from diffusion_face_restore.restore.pipelines import MissingWeights, download_missing_weights
+    from diffusion_face_restore.restore.outcomes import BatchStopped, stop_on_sigterm
     from diffusion_face_restore.restore.video import is_video, restore_video
 
     runtime.set_models_dir(default_models_dir(args.models_dir))
+    stop_on_sigterm()
     try:
         if args.download:  # before any photo: a file that cannot be fetched stops the run here
             download_missing_weights(args.pipeline, parse_overrides(args.set))
@@ -186,39 +189,70 @@ def batch(args) -> int:
             result = restore_video(args.pipeline, args.input_dir, output, args.seed, parse_overrides(args.set), args.chunk_frames)
             print(f"restored {result['frames']} frames in {result['chunks']} chunks ({result['resumed_chunks']} finished before) -> {output}")
             return 0
-        result = restore_folder(args.pipeline, args.input_dir, args.output_dir, args.seed, parse_overrides(args.set))
+        result = restore_folder(args.pipeline, args.input_dir, args.output_dir, args.seed, parse_overrides(args.set),
+                                max_pixels=args.max_pixels)
     except (ValueError, FileNotFoundError, DownloadError) as error:
         hint = "; add --download to fetch those a script can" if isinstance(error, MissingWeights) else ""
         print(f"error: {error}{hint}", file=sys.stderr)
         return 1
-    print(f"restored {len(result['done'])}, skipped {len(result['skipped'])} (already done), failed {len(result['failed'])}")
-    return 1 if result["failed"] else 0
+    except BatchStopped as stopped:
+        print(stopped, file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # before the first photo (loading, checking): nothing was run
+        print("stopped before any photo was run; run the same command again", file=sys.stderr)
+        return 130
+    return summary(result, args.output_dir, "restored")
 
 
 def batch_workflow(args) -> int:
     import_pack()
     from diffusion_face_restore import runtime
     from diffusion_face_restore.headless.batch import run_workflow_batch
+    from diffusion_face_restore.restore.outcomes import BatchStopped, stop_on_sigterm
 
     if args.set or args.download:
         print("error: --set and --download go with a PIPELINE; a workflow carries its own settings "
               "(fetch its files first with: dfr download --workflow FILE)", file=sys.stderr)
         return 1
     runtime.set_models_dir(default_models_dir(args.models_dir))
+    stop_on_sigterm()
     try:
         if args.ray:
             from diffusion_face_restore.headless.distributed import run_workflow_batch_on_ray
 
             result = run_workflow_batch_on_ray(args.workflow, args.input_dir, args.output_dir, args.ray, args.ray_workers,
-                                               comfyui=args.comfyui)
+                                               comfyui=args.comfyui, max_pixels=args.max_pixels)
         else:
-            result = run_workflow_batch(args.workflow, args.input_dir, args.output_dir, comfyui=args.comfyui)
+            result = run_workflow_batch(args.workflow, args.input_dir, args.output_dir, comfyui=args.comfyui,
+                                        max_pixels=args.max_pixels)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"done {len(result['done'])}, skipped {len(result['skipped'])} (already done), failed {len(result['failed'])}; "
-          f"every photo's outcome: {os.path.join(args.output_dir, 'manifest.jsonl')}")
+    except BatchStopped as stopped:
+        print(stopped, file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # before the first photo (loading, checking): nothing was run
+        print("stopped before any photo was run; run the same command again", file=sys.stderr)
+        return 130
+    return summary(result, args.output_dir)
+
+
+def summary(result: dict, output_dir: str, done: str = "done") -> int:
+    """The batch's last line, and its exit status: 1 when any input failed."""
+    print(f"{done} {len(result['done'])}, skipped {len(result['skipped'])} (already done), failed {len(result['failed'])}; "
+          f"every input's outcome: {os.path.join(output_dir, 'manifest.jsonl')}")
     return 1 if result["failed"] else 0
+
+
+def positive_number(text: str) -> float:
+    """An option's value that must be a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number above 0")
+    return value
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -314,6 +348,9 @@ def main(argv=None) -> int:
     batch_parser.add_argument("--chunk-frames", type=int, default=24, help="video: frames restored at a time (bounds the memory)")
     batch_parser.add_argument("--seed", type=int, default=0, help="base seed; each photo gets seed + crc32(its file name)")
     batch_parser.add_argument("--models-dir", help=f"ComfyUI's models folder (default: {MODELS_DIR_DEFAULT})")
+    batch_parser.add_argument("--max-megapixels", type=positive_number, metavar="N",
+                              help="the largest photo the batch reads, in megapixels (default: what fits this machine's memory "
+                                   "at about 100 bytes per pixel, at least Pillow's 89 MP); a larger photo fails with its own line")
     batch_parser.add_argument("--download", action="store_true",
                               help="first fetch the weight files the pipeline lacks (verified, resumable), then restore")
     batch_parser.add_argument("--set", action="append", default=[], metavar="SECTION.WIDGET=VALUE",
@@ -336,6 +373,7 @@ def main(argv=None) -> int:
                                ("" if args.workflow or args.places[0] in PIPELINE_NAMES else f" (PIPELINE is one of {', '.join(PIPELINE_NAMES)})"))
         args.pipeline = None if args.workflow else args.places[0]
         args.input_dir, args.output_dir = args.places[-2:]
+        args.max_pixels = None if args.max_megapixels is None else int(args.max_megapixels * 1e6)
     return args.run(args)
 
 

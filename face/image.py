@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 # the photo files read from folders (batch restoration, training faces)
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 
 def rgb_view(photo: np.ndarray) -> np.ndarray:

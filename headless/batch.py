@@ -9,15 +9,14 @@ node(s) receive is written to the output folder, and a manifest records every in
 - Outputs: `<input>.png` or `<input>.mp4` (several save nodes: `<input>_<node id>...`; a batch of
   images: `..._<k>.png`), pixels as ComfyUI's Save Image / Save Video write them, written under a
   temporary name and renamed.
-- Manifest (`OUTPUT/manifest.jsonl`): one JSON line per input finished or failed (name, outputs,
-  faces found, seconds, or the one-line reason). An input counts as done when its line says so and
-  its outputs exist, or when its single output exists: a run killed at any point and started again
-  loses no finished input and runs none twice. Failed inputs are tried again on the next run.
+- Manifest (`OUTPUT/manifest.jsonl`, restore/outcomes.py): one JSON line per input finished or
+  failed (name, outputs, faces found, seconds, or the one-line reason); whatever one input raises
+  is its line and the batch goes on. A run killed or stopped at any point and started again loses
+  no finished input and runs none twice. Failed inputs are tried again on the next run.
 """
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import socket
 import time
@@ -26,26 +25,23 @@ import torch
 from PIL import Image
 
 from .. import runtime
+from ..restore.outcomes import failure_reason, plan_inputs, read_manifest, run_inputs  # noqa: F401 (read_manifest: tests)
 from ..restore.photos import list_photos
 from ..restore.video import is_video
 from .core_nodes import Video, to_uint8, write_video
-from .graph import GraphNode, WorkflowError, from_comfyui, node_class, read_workflow, upstream_of
+from .graph import GraphNode, WorkflowError, is_link, node_class, node_order, read_workflow, upstream_of
+from .validate import own_checked_inputs, validate_graph
 
-MANIFEST = "manifest.jsonl"
 # the node fed each input, and its input that names the file
 LOAD_NODES = {"LoadImage": "image", "LoadVideo": "file"}
 SAVE_NODES = ("SaveImage", "SaveVideo")
 
 
-def is_link(value) -> bool:
-    return isinstance(value, tuple) and len(value) == 3 and value[0] == "link"
-
-
 class WorkflowBatch:
     """A workflow ready to run photo by photo (see the module's description)."""
 
-    def __init__(self, path: str, comfyui: str | None = None):
-        self.path = path
+    def __init__(self, path: str, comfyui: str | None = None, max_pixels: int | None = None):
+        self.path, self.max_pixels = path, max_pixels
         self.graph = read_workflow(path, comfyui)
         saves = sorted((i for i, n in self.graph.items() if n.type in SAVE_NODES), key=node_order)
         if not saves:
@@ -63,16 +59,19 @@ class WorkflowBatch:
         self.check_inputs(needed)
 
     def check_inputs(self, needed: set[str]):
-        problems = []
+        """Every node that runs checked as ComfyUI checks a prompt (headless/validate.py), then by its
+        own VALIDATE_INPUTS (missing weight files); all problems in one line, before any photo."""
+        problems = validate_graph(self.graph, needed, {self.load: LOAD_NODES[self.graph[self.load].type]})
         for node_id in sorted(needed, key=node_order):
             node, cls = self.graph[node_id], node_class(self.graph[node_id].type)
-            check = getattr(cls, "VALIDATE_INPUTS", None)
-            names = inspect.signature(check).parameters if check is not None else {}
-            if from_comfyui(node.type):
-                problems += [f"{node.type} (node {node_id}): {p}" for p in check_comfyui_inputs(node, cls, skip=names)]
-            if check is None:
+            names = own_checked_inputs(cls)
+            if not names or node.bypassed:
                 continue
-            answer = check(**{k: v for k, v in node.inputs.items() if k in names and not is_link(v)})
+            values = {k: v for k, v in node.inputs.items() if k in names and not is_link(v)}
+            try:
+                answer = cls.VALIDATE_INPUTS(**values)
+            except Exception as error:  # a value of the wrong kind for the node's own check
+                answer = failure_reason(error)
             if answer is not True:
                 problems.append(f"{node.type} (node {node_id}): {answer}")
         if problems:
@@ -103,6 +102,7 @@ class WorkflowBatch:
                 arguments[name] = value
         if node_id == self.load:
             arguments[LOAD_NODES[node.type]] = photo_path
+            arguments["max_pixels"] = self.max_pixels
         instance = cls()
         wanted = [n for n in lazy if is_link(node.inputs.get(n))]
         if wanted and hasattr(instance, "check_lazy_status"):
@@ -158,37 +158,9 @@ class WorkflowBatch:
         return input_path, sorted(f for f in os.listdir(input_path) if is_video(os.path.join(input_path, f)) and not f.startswith("."))
 
 
-def node_order(node_id: str):
-    return (0, int(node_id)) if str(node_id).isdigit() else (1, str(node_id))
-
-
 def output_names(node_type: str) -> list[str]:
     cls = node_class(node_type)
     return list(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES))
-
-
-def check_comfyui_inputs(node: GraphNode, cls, skip) -> list[str]:
-    """What ComfyUI's own prompt validation finds wrong with a node's values (required inputs
-    missing, a choice not in its list: a missing model file), and its number widgets read as
-    ComfyUI reads them. Inputs the node's VALIDATE_INPUTS takes (`skip`) are its own to check."""
-    problems = []
-    sections = cls.INPUT_TYPES()
-    problems += [f"required input {name} is missing" for name in sections.get("required", {}) if name not in node.inputs]
-    for name, spec in {**sections.get("required", {}), **sections.get("optional", {})}.items():
-        value = node.inputs.get(name)
-        if name in skip or value is None or is_link(value):
-            continue
-        kind, options = spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
-        choices = kind if isinstance(kind, (list, tuple)) else options.get("options") if kind == "COMBO" else None
-        if choices is not None and value not in choices:
-            shown = ", ".join(map(str, list(choices)[:8])) + (", ..." if len(choices) > 8 else "") if choices else "none"
-            problems.append(f"{name} '{value}' is not among its choices ({shown})")
-        elif kind in ("INT", "FLOAT"):
-            try:
-                node.inputs[name] = int(value) if kind == "INT" else float(value)
-            except (TypeError, ValueError):
-                problems.append(f"{name} '{value}' is not a number")
-    return problems
 
 
 def lazy_inputs(cls) -> set[str]:
@@ -199,63 +171,30 @@ def lazy_inputs(cls) -> set[str]:
 
 
 def write_png(image: torch.Tensor, path: str):
-    temporary = path + ".partial.png"
-    Image.fromarray(to_uint8(image)).save(temporary, format="PNG", compress_level=4)
-    os.replace(temporary, path)
+    Image.fromarray(to_uint8(image)).save(path, format="PNG", compress_level=4)
 
 
 def write_output(value, path: str):
-    """An image or a video at path, written under a temporary name and renamed."""
-    if isinstance(value, Video):
-        temporary = path + ".partial.mp4"
-        write_video(value, temporary)
+    """An image or a video at path, written under a temporary name and renamed (a stop or a full
+    disk leaves no partial file)."""
+    temporary = path + (".partial.mp4" if isinstance(value, Video) else ".partial.png")
+    try:
+        if isinstance(value, Video):
+            write_video(value, temporary)
+        else:
+            write_png(value, temporary)
         os.replace(temporary, path)
-    else:
-        write_png(value, path)
-
-
-def read_manifest(output_dir: str) -> dict[str, dict]:
-    """The last recorded outcome of every photo (a line cut short by a kill is ignored)."""
-    records = {}
-    path = os.path.join(output_dir, MANIFEST)
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                records[record["photo"]] = record
-    return records
-
-
-def append_manifest(output_dir: str, record: dict):
-    with open(os.path.join(output_dir, MANIFEST), "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def is_done(record: dict | None, output_dir: str, single_output: str | None) -> bool:
-    if record and record.get("status") == "done":
-        return all(os.path.exists(os.path.join(output_dir, name)) for name in record["outputs"])
-    return single_output is not None and os.path.exists(os.path.join(output_dir, single_output))
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
 
 
 def plan_batch(batch: WorkflowBatch, input_path: str, output_dir: str, report=print) -> tuple[str, list[str], dict]:
-    """The folder of the inputs, those still to run, and the result so far ({"done", "skipped",
-    "failed"}); inputs written just before a kill are recorded as done now."""
+    """The folder of the inputs, those still to run, and the result so far (restore/outcomes.py)."""
     input_dir, photos = batch.list_inputs(input_path)
-    os.makedirs(output_dir, exist_ok=True)
-    records = read_manifest(output_dir)
-    single = {p: batch.single_output(os.path.splitext(p)[0]) for p in photos}
-    todo = [p for p in photos if not is_done(records.get(p), output_dir, single[p])]
-    result = {"done": [], "skipped": [p for p in photos if p not in todo], "failed": []}
-    for name in result["skipped"]:  # written, but the run was stopped before its line: recorded now
-        if records.get(name, {}).get("status") != "done":
-            append_manifest(output_dir, {"photo": name, "status": "done", "outputs": [single[name]], "found_after_restart": True})
-    report(f"{len(photos)} input(s) in {input_dir}: {len(result['skipped'])} already done, {len(todo)} to run "
-           f"through {os.path.basename(batch.path)}")
+    todo, result = plan_inputs(input_dir, photos, output_dir, lambda name: batch.single_output(os.path.splitext(name)[0]),
+                               report, f" through {os.path.basename(batch.path)}")
     return input_dir, todo, result
 
 
@@ -276,29 +215,21 @@ def process_photo(batch: WorkflowBatch, name: str, input_dir: str, output_dir: s
             for item, file_name in zip([value] if isinstance(value, Video) else value, names):
                 write_output(item, os.path.join(output_dir, file_name))
         record = {"photo": name, "status": "done", "outputs": [f for names in files for f in names], "faces": faces}
-    # one bad photo does not stop the night's run (TypeError: a node's one-line complaint about what
-    # reached one of its inputs, e.g. nothing from a bypassed node)
-    except (ValueError, TypeError, OSError, RuntimeError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        record = {"photo": name, "status": "failed", "reason": reason}
+    # one bad photo never stops the night's run: whatever one photo raises (a picture over the pixel
+    # limit, an overflow, out of memory, a node's complaint about what reached its input) is its line
+    except Exception as error:
+        record = {"photo": name, "status": "failed", "reason": failure_reason(error)}
     return {**record, "seconds": round(time.perf_counter() - start, 3), "worker": worker}
 
 
-def record_outcome(output_dir: str, record: dict, result: dict, report=print):
-    append_manifest(output_dir, record)
-    result["done" if record["status"] == "done" else "failed"].append(record["photo"])
-    if record["status"] == "failed":
-        report(f"{record['photo']}: {record['reason']}")
-
-
-def run_workflow_batch(workflow_path: str, input_dir: str, output_dir: str, report=print, comfyui: str | None = None) -> dict:
+def run_workflow_batch(workflow_path: str, input_dir: str, output_dir: str, report=print, comfyui: str | None = None,
+                       max_pixels: int | None = None) -> dict:
     """Run a saved workflow over every photo of input_dir in this process; returns {"done",
     "skipped", "failed"} (lists of photo names). `comfyui`: the ComfyUI installation for ComfyUI's
-    own nodes, where the workflow has any (else the one the pack sits in, or $COMFYUI_DIR)."""
-    batch = WorkflowBatch(workflow_path, comfyui)
+    own nodes, where the workflow has any (else the one the pack sits in, or $COMFYUI_DIR);
+    `max_pixels`: the pixel limit of a photo (None: what fits this machine's memory). Ctrl-C or
+    SIGTERM raises BatchStopped with the result so far."""
+    batch = WorkflowBatch(workflow_path, comfyui, max_pixels)
     input_dir, todo, result = plan_batch(batch, input_dir, output_dir, report)
-    progress = runtime.TerminalProgress(len(todo), os.path.basename(workflow_path))
-    for name in todo:
-        record_outcome(output_dir, process_photo(batch, name, input_dir, output_dir), result, report)
-        progress.update(1, name)
-    return result
+    return run_inputs(todo, lambda name: process_photo(batch, name, input_dir, output_dir), output_dir, result, report,
+                      os.path.basename(workflow_path))

@@ -1,5 +1,6 @@
 """ComfyUI's core nodes that the pack's workflows use, as headless stand-ins that give the same
-pixels: LoadImage and SaveImage (PIL, the same conversions), PreviewImage (nothing to show),
+pixels, each with ComfyUI's input schema (INPUT_TYPES, for the batch's validation): LoadImage and
+SaveImage (PIL, the same conversions), PreviewImage (nothing to show),
 UpscaleModelLoader (spandrel) and ImageUpscaleWithModel (512 px tiles overlapping by 32, feathered,
 as ComfyUI's tiled scaling does), and the video nodes LoadVideo, GetVideoComponents, CreateVideo
 and SaveVideo (PyAV: frames decoded to RGB, written as H.264 yuv420p at the frame rate rounded to
@@ -15,11 +16,11 @@ from fractions import Fraction
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 
 from .. import runtime
 from ..models.checkpoint import load_state_dict
-from ..restore.weights import find_weights
+from ..restore.photos import read_picture
+from ..restore.weights import find_weights, weights_check
 
 UPSCALE_TILE, UPSCALE_OVERLAP = 512, 32
 
@@ -28,21 +29,21 @@ class LoadImage:
     RETURN_TYPES = ("IMAGE", "MASK")
     FUNCTION = "load_image"
 
-    def load_image(self, image: str, upload=None):
-        """The photo at path `image`: RGB in 0..1 (EXIF rotation applied) and its mask (1 - alpha;
-        a 64 x 64 zero mask where there is no alpha), as ComfyUI's LoadImage (first frame)."""
-        with Image.open(image) as opened:
-            photo = ImageOps.exif_transpose(opened)
-            if photo.mode == "I":
-                photo = photo.point(lambda value: value * (1 / 255))
-            rgb = torch.from_numpy(np.array(photo.convert("RGB")).astype(np.float32) / 255.0)[None]
-            if "A" in photo.getbands():
-                mask = 1.0 - torch.from_numpy(np.array(photo.getchannel("A")).astype(np.float32) / 255.0)
-            elif photo.mode == "P" and "transparency" in photo.info:
-                mask = 1.0 - torch.from_numpy(np.array(photo.convert("RGBA").getchannel("A")).astype(np.float32) / 255.0)
-            else:
-                mask = torch.zeros((64, 64), dtype=torch.float32)
-        return rgb, mask[None]
+    @classmethod
+    def INPUT_TYPES(cls):  # ComfyUI's lists the input folder's files; the batch feeds the path
+        return {"required": {"image": ("STRING", {})}}
+
+    def load_image(self, image: str, upload=None, max_pixels: int | None = None):
+        """The picture at path `image` as ComfyUI's LoadImage hands it on: every frame the size of the
+        first (an animated GIF or WebP, a multi-page TIFF) as an IMAGE batch, RGB in 0..1 with EXIF
+        rotation applied, and each frame's mask (1 - alpha; a 64 x 64 zero mask where it has none).
+        Unlike ComfyUI's (which clips 16-bit greyscale to white), 16-bit samples keep their range;
+        `max_pixels`: the batch's pixel limit instead of Pillow's (restore/photos.py)."""
+        images, alphas = read_picture(image, max_pixels)
+        masks = [torch.zeros((64, 64), dtype=torch.float32) if alpha is None else 1.0 - alpha for alpha in alphas]
+        if len({tuple(m.shape) for m in masks}) > 1:  # frames with and without alpha: full-size masks
+            masks = [torch.zeros(images.shape[1:3]) if alpha is None else 1.0 - alpha for alpha in alphas]
+        return images, torch.stack(masks)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -55,6 +56,10 @@ class SaveImage:
     FUNCTION = "save_images"
     OUTPUT_NODE = True
 
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE", {}), "filename_prefix": ("STRING", {"default": "ComfyUI"})}}
+
     def save_images(self, images: torch.Tensor, filename_prefix: str = "ComfyUI"):
         return {"images": images, "filename_prefix": filename_prefix}
 
@@ -63,6 +68,10 @@ class PreviewImage:
     RETURN_TYPES = ()
     FUNCTION = "preview"
 
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE", {})}}
+
     def preview(self, images=None):
         return ()
 
@@ -70,6 +79,15 @@ class PreviewImage:
 class UpscaleModelLoader:
     RETURN_TYPES = ("UPSCALE_MODEL",)
     FUNCTION = "load_model"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model_name": (runtime.list_model_files("upscale_models"), {})}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name):
+        """Before the batch: the file is in models/upscale_models (named with the others missing)."""
+        return weights_check("upscale_models", model_name, f"the upscale model {model_name}")
 
     def load_model(self, model_name: str):
         from spandrel import ImageModelDescriptor, ModelLoader
@@ -84,6 +102,10 @@ class UpscaleModelLoader:
 class ImageUpscaleWithModel:
     RETURN_TYPES = ("IMAGE",)
     FUNCTION = "upscale"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"upscale_model": ("UPSCALE_MODEL", {}), "image": ("IMAGE", {})}}
 
     @torch.no_grad()
     def upscale(self, upscale_model, image: torch.Tensor):
@@ -146,6 +168,10 @@ class LoadVideo:
     RETURN_TYPES = ("VIDEO",)
     FUNCTION = "load"
 
+    @classmethod
+    def INPUT_TYPES(cls):  # ComfyUI's lists the input folder's videos; the batch feeds the path
+        return {"required": {"file": ("STRING", {})}}
+
     def load(self, file: str, upload=None):
         return (Video(path=file),)
 
@@ -154,6 +180,10 @@ class GetVideoComponents:
     RETURN_TYPES = ("IMAGE", "AUDIO", "FLOAT")
     RETURN_NAMES = ("images", "audio", "fps")
     FUNCTION = "components"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"video": ("VIDEO", {})}}
 
     def components(self, video: Video):
         """Every frame as RGB in 0..1, the sound ({"waveform" [1, channels, samples], "sample_rate"}
@@ -181,6 +211,11 @@ class CreateVideo:
     RETURN_TYPES = ("VIDEO",)
     FUNCTION = "create"
 
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE", {}), "fps": ("FLOAT", {"default": 30.0, "min": 1.0, "max": 120.0})},
+                "optional": {"audio": ("AUDIO", {})}}
+
     def create(self, images: torch.Tensor, fps: float, audio: dict | None = None):
         return (Video(images=images, audio=audio, frame_rate=Fraction(fps)),)
 
@@ -189,6 +224,11 @@ class SaveVideo:
     RETURN_TYPES = ()
     FUNCTION = "save_video"
     OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):  # the formats and codecs the headless writer has (ComfyUI's lists more)
+        return {"required": {"video": ("VIDEO", {}), "filename_prefix": ("STRING", {"default": "video/ComfyUI"}),
+                             "format": (["auto", "mp4"], {"default": "auto"}), "codec": (["auto", "h264"], {"default": "auto"})}}
 
     def save_video(self, video: Video, filename_prefix: str = "video/ComfyUI", format: str = "auto", codec: str = "auto"):
         if format not in ("auto", "mp4") or codec not in ("auto", "h264"):

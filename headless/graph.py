@@ -39,6 +39,16 @@ class GraphNode:
     inputs: dict = field(default_factory=dict)  # name -> value, or ("link", node id, output slot)
     bypassed: bool = False  # mode 4: never run; each output is the first input of its type (else None)
     bypassed_to: dict = field(default_factory=dict)  # a bypassed node: output slot -> input name
+    problems: list = field(default_factory=list)  # what reading the file found wrong (a link to nowhere)
+
+
+def is_link(value) -> bool:
+    return isinstance(value, tuple) and len(value) == 3 and value[0] == "link"
+
+
+def node_order(node_id: str):
+    """Node ids in ComfyUI's order: numbers by value, then other ids by name."""
+    return (0, int(node_id)) if str(node_id).isdigit() else (1, str(node_id))
 
 
 def node_class(node_type: str):
@@ -67,13 +77,22 @@ def read_workflow(path: str, comfyui: str | None = None) -> dict[str, GraphNode]
     if isinstance(workflow, dict) and isinstance(workflow.get("prompt"), dict):
         workflow = workflow["prompt"]
     if isinstance(workflow, dict) and "nodes" in workflow and "links" in workflow:
-        types = {n["type"] for n in workflow["nodes"] if n.get("mode", 0) != MUTED}
+        ui_format = True
     elif isinstance(workflow, dict) and workflow and all(isinstance(n, dict) and "class_type" in n for n in workflow.values()):
-        types = {n["class_type"] for n in workflow.values()}
+        ui_format = False
     else:
         raise WorkflowError(f"{path} is neither a ComfyUI workflow (UI format, with nodes and links) nor an API-format prompt")
-    attach_comfyui_for(sorted(t for t in types - UI_ONLY if node_class(t) is None), comfyui)
-    graph = from_ui(workflow) if "nodes" in workflow else from_api(workflow)
+    try:
+        if ui_format:
+            types = {str(n["type"]) for n in workflow["nodes"] if n.get("mode", 0) != MUTED}
+        else:
+            types = {str(n["class_type"]) for n in workflow.values()}
+        attach_comfyui_for(sorted(t for t in types - UI_ONLY if node_class(t) is None), comfyui)
+        graph = from_ui(workflow) if ui_format else from_api(workflow)
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as error:
+        if isinstance(error, WorkflowError):
+            raise
+        raise WorkflowError(f"{path} is damaged ({type(error).__name__}: {error}); save it again from ComfyUI") from None
     check_node_types(graph)
     return graph
 
@@ -118,25 +137,53 @@ def from_api(prompt: dict) -> dict[str, GraphNode]:
             else:
                 inputs[name] = value
         graph[str(node_id)] = GraphNode(str(node_id), node["class_type"], inputs)
+    for node in graph.values():  # [id, slot] of a node the prompt lacks: a link to nowhere, not a value
+        for name, value in node.inputs.items():
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int) and isinstance(value[0], (str, int)):
+                if str(value[0]) not in prompt and specs_take_link(node.type, name):
+                    node.inputs[name] = ("link", str(value[0]), value[1])
     return graph
+
+
+def specs_take_link(node_type: str, name: str) -> bool:
+    """Whether an input of a node type is a socket (not a widget whose value may be a list)."""
+    cls = node_class(node_type)
+    for section in cls.INPUT_TYPES().values() if cls is not None and hasattr(cls, "INPUT_TYPES") else ():
+        if isinstance(section, dict) and name in section:
+            kind = section[name][0]
+            return isinstance(kind, str) and kind not in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
+    return False
 
 
 def from_ui(workflow: dict) -> dict[str, GraphNode]:
     if workflow.get("definitions", {}).get("subgraphs"):
         raise WorkflowError("this workflow holds subgraphs; unpack them in ComfyUI (right click > Unpack Subgraph) and save it again")
     nodes = {str(n["id"]): n for n in workflow["nodes"]}
-    links = {link[0]: (str(link[1]), link[2]) for link in workflow["links"] if link}
+    links = {link[0]: (str(link[1]), link[2]) for link in workflow["links"] if isinstance(link, list) and len(link) >= 3}
 
-    def source(link_id):
+    def source(link_id, problems: list):
         """Where a link really starts: through reroutes; None from a Primitive node (its value
-        already sits in the widget it feeds)."""
+        already sits in the widget it feeds) or an unconnected reroute. A link the file does not
+        hold, or a reroute loop, is recorded in `problems`; a link from a node that is not in the
+        file is returned as it is (the validation names it)."""
+        if link_id not in links:
+            problems.append(f"link {link_id} is not among the workflow's links (a damaged file); reconnect the input")
+            return None
         node_id, slot = links[link_id]
-        while nodes[node_id]["type"] == "Reroute":
-            upstream = nodes[node_id]["inputs"][0].get("link")
+        seen = set()
+        while node_id in nodes and nodes[node_id]["type"] == "Reroute" and node_id not in seen:
+            seen.add(node_id)
+            upstream = (nodes[node_id].get("inputs") or [{}])[0].get("link")
             if upstream is None:
                 return None
+            if upstream not in links:
+                problems.append(f"link {upstream} is not among the workflow's links (a damaged file); reconnect the input")
+                return None
             node_id, slot = links[upstream]
-        if nodes[node_id]["type"] in UI_ONLY:
+        if node_id in seen:
+            problems.append(f"its input comes from a loop of reroutes (node {node_id}); reconnect it")
+            return None
+        if node_id in nodes and nodes[node_id]["type"] in UI_ONLY:
             return None
         return ("link", node_id, slot)
 
@@ -153,12 +200,13 @@ def from_ui(workflow: dict) -> dict[str, GraphNode]:
                 inputs.update({k: v for k, v in values.items() if not k.endswith(CONTROL_SUFFIX)})
             else:
                 inputs.update({name: value for name, value in zip(widget_names, values) if not name.endswith(CONTROL_SUFFIX)})
+        problems = []
         for socket in node.get("inputs", []):
             if socket.get("link") is not None:
-                linked = source(socket["link"])
+                linked = source(socket["link"], problems)
                 if linked is not None:
                     inputs[socket["name"]] = linked
-        graph_node = GraphNode(node_id, node["type"], inputs)
+        graph_node = GraphNode(node_id, node["type"], inputs, problems=problems)
         if node.get("mode", 0) == BYPASSED:
             graph_node.bypassed = True
             input_types = [(s["name"], s.get("type")) for s in node.get("inputs", []) if s["name"] in inputs and isinstance(inputs[s["name"]], tuple)]

@@ -65,7 +65,7 @@ def test_batch_restores_a_folder_and_skips_finished_files_on_a_rerun(tmp_path, a
     first = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr
     assert "restored 3, skipped 0" in first.stdout
-    assert sorted(os.listdir(out)) == ["astronaut.png", "grace.png", "wall.png"]
+    assert sorted(os.listdir(out)) == ["astronaut.png", "grace.png", "manifest.jsonl", "wall.png"]
     restored = np.asarray(Image.open(out / "astronaut.png"))
     assert restored.shape == (256, 256, 3) and np.abs(restored.astype(int) - astronaut[:256, 96:352]).mean() > 1  # the face changed
     assert np.array_equal(np.asarray(Image.open(out / "wall.png")), np.full((64, 80, 3), 90, np.uint8))
