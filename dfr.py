@@ -44,9 +44,11 @@ ComfyUI), or `dfr ...` where the package is installed (pip install ".[torch]").
         finished photos are skipped, failed ones tried again. --ray local|auto|ADDRESS spreads the photos
         over a Ray cluster (one worker per GPU, else --ray-workers CPU workers; the same manifest).
 
-    python dfr.py workflows [--check]
-        Write the workflow templates in workflows/ from their descriptions (tools/workflow_templates.py),
-        or with --check report those that differ. Their thumbnails: benchmarks/readme_pictures.py.
+    python dfr.py workflows [--write | --check]
+        List the workflow templates (also in an installed package: `batch --workflow NAME` runs one by
+        its name) and the weight files each needs. In a checkout, --write writes them in workflows/ from
+        their descriptions (tools/workflow_templates.py), --check reports those that differ. Their
+        thumbnails: benchmarks/readme_pictures.py.
 
     python dfr.py train-drm CONFIG.json [--set KEY=VALUE ...]
         DR-BFR stage 1: train the Degradation Representation Module on a folder of HQ faces
@@ -142,9 +144,15 @@ def download(args) -> int:
     from diffusion_face_restore.models.download import DownloadError, download as fetch, names_in_workflow
     from diffusion_face_restore.models.manifest import manifest_entry
 
+    from diffusion_face_restore.headless.graph import WorkflowError, workflow_path
+
     names = list(args.names)
     for workflow in args.workflow:
-        names += names_in_workflow(workflow)
+        try:
+            names += names_in_workflow(workflow_path(workflow))
+        except WorkflowError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     if not names:
         print("name files (see models/manifest.json) or give --workflow FILE", file=sys.stderr)
         return 2
@@ -174,23 +182,24 @@ def batch(args) -> int:
     from diffusion_face_restore.models.download import DownloadError
     from diffusion_face_restore.restore.photos import restore_folder
     from diffusion_face_restore.restore.pipelines import MissingWeights, download_missing_weights
+    from diffusion_face_restore.headless.validate import checked_overrides
     from diffusion_face_restore.restore.outcomes import BatchStopped, stop_on_sigterm
     from diffusion_face_restore.restore.video import is_video, restore_video
 
     runtime.set_models_dir(default_models_dir(args.models_dir))
     stop_on_sigterm()
     try:
+        overrides = checked_overrides(args.pipeline, parse_overrides(args.set))  # before anything: one line
         if args.download:  # before any photo: a file that cannot be fetched stops the run here
-            download_missing_weights(args.pipeline, parse_overrides(args.set))
+            download_missing_weights(args.pipeline, overrides)
         if is_video(args.input_dir):
             output = args.output_dir
             if os.path.isdir(output) or output.endswith(os.sep):
                 output = os.path.join(output, os.path.splitext(os.path.basename(args.input_dir))[0] + ".mp4")
-            result = restore_video(args.pipeline, args.input_dir, output, args.seed, parse_overrides(args.set), args.chunk_frames)
+            result = restore_video(args.pipeline, args.input_dir, output, args.seed, overrides, args.chunk_frames)
             print(f"restored {result['frames']} frames in {result['chunks']} chunks ({result['resumed_chunks']} finished before) -> {output}")
             return 0
-        result = restore_folder(args.pipeline, args.input_dir, args.output_dir, args.seed, parse_overrides(args.set),
-                                max_pixels=args.max_pixels)
+        result = restore_folder(args.pipeline, args.input_dir, args.output_dir, args.seed, overrides, max_pixels=args.max_pixels)
     except (ValueError, FileNotFoundError, DownloadError) as error:
         hint = "; add --download to fetch those a script can" if isinstance(error, MissingWeights) else ""
         print(f"error: {error}{hint}", file=sys.stderr)
@@ -208,6 +217,7 @@ def batch_workflow(args) -> int:
     import_pack()
     from diffusion_face_restore import runtime
     from diffusion_face_restore.headless.batch import run_workflow_batch
+    from diffusion_face_restore.headless.graph import workflow_path
     from diffusion_face_restore.restore.outcomes import BatchStopped, stop_on_sigterm
 
     if args.set or args.download:
@@ -217,6 +227,7 @@ def batch_workflow(args) -> int:
     runtime.set_models_dir(default_models_dir(args.models_dir))
     stop_on_sigterm()
     try:
+        args.workflow = workflow_path(args.workflow)
         if args.ray:
             from diffusion_face_restore.headless.distributed import run_workflow_batch_on_ray
 
@@ -273,14 +284,25 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 def workflows(args) -> int:
     import_pack()
+    from diffusion_face_restore import runtime
+    from diffusion_face_restore.headless.graph import template_names
+    from diffusion_face_restore.models.download import names_in_workflow
     from diffusion_face_restore.tools.workflow_templates import WORKFLOWS_DIR, write_workflows
 
-    if not os.path.isdir(WORKFLOWS_DIR):
-        print(f"error: no {WORKFLOWS_DIR}: the templates are written in a checkout, not in an installed package", file=sys.stderr)
+    if not (args.write or args.check):
+        for name in template_names():
+            files = names_in_workflow(os.path.join(WORKFLOWS_DIR, name + ".json"))
+            print(f"{name}\n    weight files: {', '.join(files) if files else 'none'}")
+        example = runtime.command('batch --workflow "NAME" INPUT OUTPUT')
+        print(f"(in {WORKFLOWS_DIR}; run one by its name: {example})")
+        return 0
+    if runtime.installed_as_package():
+        print("error: the templates are written from their descriptions in a checkout of the pack, not in an installed package",
+              file=sys.stderr)
         return 1
     changed = write_workflows(check=args.check)
     if args.check and changed:
-        print("out of date (run python dfr.py workflows): " + ", ".join(changed), file=sys.stderr)
+        print(f"out of date (run {runtime.command('workflows --write')}): " + ", ".join(changed), file=sys.stderr)
         return 1
     return 0
 
@@ -327,7 +349,8 @@ def main(argv=None) -> int:
     verify_parser.set_defaults(run=verify)
     download_parser = commands.add_parser("download", help="fetch weight files of the manifest, verified and resumable")
     download_parser.add_argument("names", nargs="*", metavar="NAME")
-    download_parser.add_argument("--workflow", action="append", default=[], help="fetch what this workflow (UI or API JSON) uses")
+    download_parser.add_argument("--workflow", action="append", default=[],
+                                 help="fetch what this workflow (UI or API JSON, or a template's name) uses")
     download_parser.add_argument("--models-dir", help=f"ComfyUI's models folder (default: {MODELS_DIR_DEFAULT})")
     download_parser.add_argument("--offline", action="store_true", help="download nothing; report what is missing")
     download_parser.set_defaults(run=download)
@@ -336,7 +359,8 @@ def main(argv=None) -> int:
         f"PIPELINE: one of {', '.join(PIPELINE_NAMES)} (not with --workflow); INPUT: a folder of photos, or a video "
         "file; OUTPUT: the output folder, or for a video the output video (or a folder)"))
     batch_parser.add_argument("--workflow", metavar="FILE.json",
-                              help="run this workflow saved from ComfyUI (UI or API format) on every photo of INPUT instead of a pipeline")
+                              help="run this workflow saved from ComfyUI (UI or API format), or a template by its name (dfr workflows "
+                                   "lists them), on every photo of INPUT instead of a pipeline")
     batch_parser.add_argument("--ray", metavar="local|auto|ADDRESS",
                               help="with --workflow: run on a Ray cluster (local: start one here for this run; auto: the one "
                                    "`ray start` set up; or its address); needs pip install \"diffusion-face-restore[ray]\"")
@@ -356,8 +380,9 @@ def main(argv=None) -> int:
     batch_parser.add_argument("--set", action="append", default=[], metavar="SECTION.WIDGET=VALUE",
                               help="change a setting, e.g. sampler.tau=35 or detect.detector='opencv-haar (built-in)'")
     batch_parser.set_defaults(run=batch)
-    workflows_parser = commands.add_parser("workflows", help="write the workflow templates from their descriptions")
-    workflows_parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 if any differs")
+    workflows_parser = commands.add_parser("workflows", help="list the workflow templates (batch --workflow takes their names)")
+    workflows_parser.add_argument("--write", action="store_true", help="in a checkout: write the templates from their descriptions")
+    workflows_parser.add_argument("--check", action="store_true", help="in a checkout: compare instead of writing; exit 1 if any differs")
     workflows_parser.set_defaults(run=workflows)
     for name, help_text in (("train-drm", "DR-BFR stage 1: train the degradation representation module"),
                             ("train-controlnet", "DR-BFR stage 2: train the ControlNet and the DR token projector")):

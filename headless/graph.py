@@ -17,11 +17,12 @@ that need ComfyUI's server (hidden inputs, list inputs or outputs) are refused b
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 
 from .. import runtime
 from ..nodes import NODE_CLASS_MAPPINGS
-from ..tools.workflow_templates import CONTROL_SUFFIX, node_signature
+from ..tools.workflow_templates import CONTROL_SUFFIX, WORKFLOWS_DIR, node_signature
 from .core_nodes import CORE_NODE_CLASSES
 
 UI_ONLY = {"Note", "MarkdownNote", "PrimitiveNode", "Reroute"}
@@ -63,6 +64,23 @@ def from_comfyui(node_type: str) -> bool:
 def needs_server(cls) -> bool:
     """ComfyUI nodes that only its server can run: hidden inputs (the prompt, the PNG info) or lists."""
     return bool(cls.INPUT_TYPES().get("hidden") or getattr(cls, "INPUT_IS_LIST", False) or getattr(cls, "OUTPUT_IS_LIST", None))
+
+
+def template_names() -> list[str]:
+    """The workflow templates the pack ships (workflows/*.json, package data where installed), by name."""
+    return sorted(os.path.splitext(f)[0] for f in os.listdir(WORKFLOWS_DIR) if f.endswith(".json")) if os.path.isdir(WORKFLOWS_DIR) else []
+
+
+def workflow_path(given: str) -> str:
+    """A workflow file as given, else the shipped template of that name (with or without .json): a pip
+    user runs `dfr batch --workflow "Face crop and paste - no weights needed" ...` without a clone."""
+    if os.path.exists(given):
+        return given
+    name = os.path.splitext(os.path.basename(given))[0] if given.endswith(".json") else given
+    if name in template_names():
+        return os.path.join(WORKFLOWS_DIR, name + ".json")
+    raise WorkflowError(f"no workflow file {given}, and no template of that name; the templates ('dfr workflows' lists them): "
+                        + "; ".join(template_names()))
 
 
 def read_workflow(path: str, comfyui: str | None = None) -> dict[str, GraphNode]:

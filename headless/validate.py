@@ -125,3 +125,33 @@ def find_cycle(graph: dict[str, GraphNode], nodes: set[str]) -> list[str]:
                 stack.append((child, iter(upstream(child))))
     return []
 
+
+
+# the node whose widgets each section of a pipeline's settings are (restore/pipelines.py)
+SECTION_NODES = {"detect": "FaceDetect", "paste": "PasteBack", "loader": "FaceDiffusionLoader", "init": "DifFaceInit",
+                 "sampler": "DR2GuidedSampler", "enhance": "Enhancer"}
+
+
+def checked_overrides(pipeline: str, overrides: dict) -> dict:
+    """`dfr batch PIPELINE --set section.widget=value` values read and bounded by their node's own
+    widget, as a workflow's are (a choice given as a number, respacing=25, is its text); a
+    ValueError naming every problem in one line."""
+    from ..nodes import NODE_CLASS_MAPPINGS
+    from ..restore.pipelines import pipeline_settings
+
+    pipeline_settings(pipeline, overrides)  # unknown pipelines and settings
+    checked, problems = {}, []
+    for key, value in overrides.items():
+        section, _, widget = key.partition(".")
+        cls = NODE_CLASS_MAPPINGS[SECTION_NODES[section]]
+        _, kind, options = input_specs(cls)[widget]
+        choices = choices_of(kind, options)
+        if choices is not None and value not in choices and str(value) in choices:
+            value = str(value)
+        converted, problem = check_value(widget, kind, options, value, own_check=widget in own_checked_inputs(cls))
+        if problem:
+            problems.append(f"--set {section}.{problem}")
+        checked[key] = int(converted) if kind == "INT" and problem is None else converted
+    if problems:
+        raise ValueError("; ".join(problems))
+    return checked

@@ -152,6 +152,13 @@ def read_metadata(path: str) -> dict[str, str]:
     return {}
 
 
+def current_umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_safetensors(state_dict: dict[str, torch.Tensor], path: str, metadata: dict[str, str] | None = None):
     """Write atomically: a crash never leaves a half-written file under the final name."""
     from safetensors.torch import save_file
@@ -163,6 +170,9 @@ def save_safetensors(state_dict: dict[str, torch.Tensor], path: str, metadata: d
     os.close(handle)
     try:
         save_file(tensors, temporary, metadata={k: str(v) for k, v in (metadata or {}).items()})
+        # mkstemp makes the file private (0600): give it the mode any new file gets (0644 under the
+        # usual umask), so that the group sharing a models folder can read it
+        os.chmod(temporary, 0o666 & ~current_umask())
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

@@ -5,6 +5,8 @@ import functools
 import json
 import os
 
+from .. import runtime
+
 MANIFEST_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "manifest.json")
 # a manifest of your own in its place (the same layout), e.g. your studio's mirror of the files
 MANIFEST_VARIABLE = "DFR_MANIFEST"
@@ -14,10 +16,17 @@ def manifest_path() -> str:
     return os.environ.get(MANIFEST_VARIABLE) or MANIFEST_PATH
 
 
+# the fields a person reads; they name commands as a checkout runs them (python dfr.py verify ...)
+READ_BY_PEOPLE = ("manual", "fallback")
+
+
 @functools.lru_cache(maxsize=4)
 def _read_manifest(path: str) -> tuple[dict, ...]:
+    """The entries, their instructions naming the commands as this installation runs them."""
     with open(path, encoding="utf-8") as handle:
-        return tuple(json.load(handle)["models"])
+        entries = json.load(handle)["models"]
+    return tuple({key: runtime.commands_in(value) if key in READ_BY_PEOPLE and isinstance(value, str) else value
+                  for key, value in entry.items()} for entry in entries)
 
 
 def load_manifest() -> tuple[dict, ...]:

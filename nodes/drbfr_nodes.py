@@ -135,7 +135,7 @@ class DRControlNetApply:
         if degradation.tokens is None:
             raise ValueError(
                 f"{degradation.model_name} has no token projector (a stage-1 bundle): train stage 2 "
-                "('python dfr.py train-controlnet') and load its drm_projector.safetensors"
+                f"({runtime.command('train-controlnet CONFIG')}) and load its drm_projector.safetensors"
             )
         crops = check_image_batch(crops, "crops")
         if crops.shape[0] != len(degradation):

@@ -9,7 +9,6 @@ DR-BFR is not here: its sampler is ComfyUI's KSampler on a Stable Diffusion chec
 """
 from __future__ import annotations
 
-import inspect
 import os
 
 import torch
@@ -19,7 +18,6 @@ from ..diffusion.dr2 import automatic_omega
 from ..diffusion.schedule import Schedule
 from ..models.download import download, manual_steps
 from ..models.manifest import manifest_entry
-from .checks import check_value, choices_of, input_specs
 from .enhancers import ENHANCER_FOLDER, enhance_faces, enhancer_check, load_face_enhancer, load_upscale_model, restorer_check
 from .faces import detect_faces, detector_check, detector_weights, parsing_check, parsing_weights, paste_back
 from .priors import PRIOR_FOLDER, load_prior, prior_check
@@ -130,41 +128,12 @@ def pipeline_settings(name: str, overrides: dict | None = None) -> dict:
     if name not in PIPELINES:
         raise ValueError(f"unknown pipeline '{name}' (choose one of {', '.join(PIPELINES)})")
     settings = {key: (dict(value) if isinstance(value, dict) else value) for key, value in PIPELINES[name].items()}
-    problems = []
     for key, value in (overrides or {}).items():
         section, _, widget = key.partition(".")
         if section not in settings or not isinstance(settings[section], dict) or widget not in settings[section]:
             raise ValueError(f"pipeline '{name}' has no setting {key}")
-        converted, problem = check_setting(section, widget, value)
-        if problem:
-            problems.append(f"--set {section}.{problem}")
-        settings[section][widget] = converted
-    if problems:
-        raise ValueError("; ".join(problems))
+        settings[section][widget] = value
     return settings
-
-
-# the node whose widget each section of a pipeline's settings is
-SECTION_NODES = {"detect": "FaceDetect", "paste": "PasteBack", "loader": "FaceDiffusionLoader", "init": "DifFaceInit",
-                 "sampler": "DR2GuidedSampler", "enhance": "Enhancer"}
-
-
-def check_setting(section: str, widget: str, value):
-    """(the value as the node receives it, None) or (None, what is wrong): a setting read and
-    bounded by its node's own widget (restore/checks.py's check_value, as the workflow batch reads
-    widget values)."""
-    from ..nodes import NODE_CLASS_MAPPINGS  # the node schemas (nodes/ imports this module)
-
-    cls = NODE_CLASS_MAPPINGS[SECTION_NODES[section]]
-    _, kind, options = input_specs(cls)[widget]
-    choices = choices_of(kind, options)
-    if choices is not None and value not in choices and str(value) in choices:  # --set respacing=25: the choice "25"
-        value = str(value)
-    own = getattr(cls, "VALIDATE_INPUTS", None)
-    converted, problem = check_value(widget, kind, options, value, own_check=own is not None and widget in inspect.signature(own).parameters)
-    if problem is None and kind == "INT":
-        converted = int(converted)
-    return converted, problem
 
 
 def fetchable(entry: dict) -> bool:

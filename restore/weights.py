@@ -26,8 +26,7 @@ def missing_file_message(what: str, filename: str, folder: str, url: str | None)
     if entry is not None and entry.get("manual"):
         how = f"; {entry['manual']}"
     elif entry is not None and entry.get("url"):
-        how = (f"; run 'python dfr.py download {filename}' in the pack's folder ('dfr download {filename}' where the pack is "
-               f"installed), or download it from {entry.get('page') or entry['url']}")
+        how = f"; run {runtime.command('download ' + filename)}, or download it from {entry.get('page') or entry['url']}"
     else:
         how = f"; download it from {url}" if url else ""
     return f"{what} needs the file {filename} in models/{folder} (searched: {searched}){how}"

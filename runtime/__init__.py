@@ -10,12 +10,15 @@ from .host import (
     ManagedModule,
     attach_comfyui,
     check_cancel,
+    command,
+    commands_in,
     comfy_node_classes,
     find_comfyui,
     find_model_file,
     free_cached_memory,
     is_out_of_memory,
     in_comfyui,
+    installed_as_package,
     items_that_fit,
     list_model_files,
     model_search_paths,
@@ -31,8 +34,8 @@ from .host import (
 from .progress import Progress, TerminalProgress
 
 __all__ = [
-    "MODEL_FOLDERS", "PRECISIONS", "ManagedModule", "Progress", "TerminalProgress", "attach_comfyui", "check_cancel",
-    "comfy_node_classes", "find_comfyui", "find_model_file", "free_cached_memory", "in_comfyui", "is_out_of_memory",
+    "MODEL_FOLDERS", "PRECISIONS", "ManagedModule", "Progress", "TerminalProgress", "attach_comfyui", "check_cancel", "command", "commands_in",
+    "comfy_node_classes", "find_comfyui", "find_model_file", "free_cached_memory", "in_comfyui", "installed_as_package", "is_out_of_memory",
     "items_that_fit", "list_model_files", "models_dir_given", "models_root",
     "model_search_paths", "offload_device", "output_device", "pick_dtype", "register_model_folders",
     "set_models_dir", "torch_device",

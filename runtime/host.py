@@ -14,6 +14,7 @@ as inside ComfyUI, on its model management and model folders.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -199,12 +200,38 @@ def model_search_paths(folder: str) -> list[str]:
     return [os.path.normpath(os.path.join(models_root(), folder))]
 
 
+PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@functools.cache
+def installed_as_package() -> bool:
+    """Whether this pack is the one pip installed (its `dfr` command on the PATH), not a checkout."""
+    try:
+        from importlib import metadata
+
+        located = metadata.distribution("diffusion-face-restore").locate_file("diffusion_face_restore")
+    except Exception:  # noqa: BLE001 - no such distribution, or one metadata cannot place
+        return False
+    return os.path.isdir(str(located)) and os.path.samefile(str(located), PACK_DIR)
+
+
+def command(arguments: str) -> str:
+    """How the user runs one of the pack's commands, quoted for a message: 'dfr ...' where the pack
+    is installed, else 'python dfr.py ...' in the pack's folder."""
+    return f"'dfr {arguments}'" if installed_as_package() else f"'python dfr.py {arguments}' in the pack's folder"
+
+
+def commands_in(text: str) -> str:
+    """A message that names the pack's commands as a checkout runs them ('python dfr.py verify ...'),
+    as this installation runs them ('dfr verify ...' where the pack is installed)."""
+    return text.replace("python dfr.py ", "dfr ") if installed_as_package() else text
+
+
 def default_models_dir() -> str:
     """Without ComfyUI running: ComfyUI/models when the pack sits in ComfyUI/custom_nodes/<pack>;
     otherwise (installed with pip, a checkout elsewhere) a folder of the user's own."""
-    pack_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if os.path.basename(os.path.dirname(pack_dir)) == "custom_nodes":
-        return os.path.normpath(os.path.join(pack_dir, os.pardir, os.pardir, "models"))
+    if os.path.basename(os.path.dirname(PACK_DIR)) == "custom_nodes":
+        return os.path.normpath(os.path.join(PACK_DIR, os.pardir, os.pardir, "models"))
     if os.name == "nt":
         base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~")
     elif sys.platform == "darwin":
@@ -258,9 +285,8 @@ def find_comfyui() -> str | None:
     the pack sits in (ComfyUI/custom_nodes/<pack>), else None."""
     if os.environ.get("COMFYUI_DIR"):
         return os.path.abspath(os.environ["COMFYUI_DIR"])
-    pack_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    comfyui = os.path.dirname(os.path.dirname(pack_dir))
-    return comfyui if os.path.basename(os.path.dirname(pack_dir)) == "custom_nodes" and is_comfyui_dir(comfyui) else None
+    comfyui = os.path.dirname(os.path.dirname(PACK_DIR))
+    return comfyui if os.path.basename(os.path.dirname(PACK_DIR)) == "custom_nodes" and is_comfyui_dir(comfyui) else None
 
 
 def _has_accelerator() -> bool:

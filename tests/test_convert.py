@@ -47,9 +47,10 @@ def test_the_command_line_converts_and_refuses_to_overwrite(tmp_path):
     source = golden_path("checkpoints", "difface", "reduced", "iddpm_reduced128_ema.pth")
     target = tmp_path / "prior.safetensors"
     command = [sys.executable, os.path.join(ROOT, "dfr.py"), "convert", source, str(target), "--head-channels", "32"]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, preexec_fn=lambda: os.umask(0o022))
     assert result.returncode == 0 and "wrote" in result.stdout, result.stderr
     assert json.loads(read_safetensors_metadata(str(target))["dfr.config"])["num_head_channels"] == 32
+    assert os.stat(target).st_mode & 0o777 == 0o644  # readable by the group sharing the models folder, as any new file
     again = subprocess.run(command, capture_output=True, text=True)
     assert again.returncode == 1 and "exists" in again.stderr
     assert subprocess.run(command + ["--force"], capture_output=True, text=True).returncode == 0

@@ -78,6 +78,15 @@ def test_good_file_lands_verified(server, tmp_path):
     assert server.ranges == [None]
 
 
+def test_downloaded_files_are_readable_by_the_group_sharing_the_models_folder(server, tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = download(entry(server.url), str(tmp_path), report=quiet)
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o644
+
+
 def test_wrong_hash_is_rejected_and_removed(server, tmp_path):
     with pytest.raises(DownloadError, match="sha256 differs.*was removed"):
         download(entry(server.url, sha256="0" * 64), str(tmp_path), report=quiet)
@@ -130,5 +139,5 @@ def test_workflows_name_their_files_and_errors_point_to_the_command():
     assert names_in_workflow(os.path.join(here, "workflows", "DR2 restoration.json")) == [
         "DR2_FFHQ.pkl", "SPARNetHD_FFHQ_DR2aug.pth", "detection_Resnet50_Final.pth"]
     message = missing_file_message("FaceDiffusionLoader", "iddpm_ffhq512_ema500000.pth", "face_diffusion", None)
-    assert "python dfr.py download iddpm_ffhq512_ema500000.pth" in message
+    assert "'python dfr.py download iddpm_ffhq512_ema500000.pth' in the pack's folder" in message  # a checkout's command
     assert "Baidu" in missing_file_message("FaceDiffusionLoader", "DR2_FFHQ.pkl", "face_diffusion", None)

@@ -114,3 +114,26 @@ def test_five_lines_restore_a_shared_photo_through_the_installed_package(install
     original = np.asarray(Image.open(photos / "hepburn.png").convert("RGB"))
     restored = np.asarray(Image.open(out / "hepburn.png"))
     assert restored.shape == original.shape and np.abs(restored.astype(int) - original).mean() > 0.05, "the face was restored"
+
+
+def test_a_pip_user_lists_and_runs_the_templates_by_name_and_sees_installed_commands(installed, tmp_path):
+    dfr = os.path.join(installed["bin"], "dfr")
+    listed = run_installed(installed, [dfr, "workflows"])
+    assert listed.returncode == 0, listed.stderr
+    assert "Face crop and paste - no weights needed\n    weight files: none" in listed.stdout
+    assert "'dfr batch --workflow \"NAME\" INPUT OUTPUT'" in listed.stdout and "python dfr.py" not in listed.stdout
+    refused = run_installed(installed, [dfr, "workflows", "--write"])
+    assert refused.returncode == 1 and "checkout" in refused.stderr  # never writes into site-packages
+    photos, out = tmp_path / "photos", tmp_path / "restored"
+    photos.mkdir()
+    shutil.copy(shared_path("images", "whole", "difface_whole_01.jpg"), photos / "group.jpg")
+    done = run_installed(installed, [dfr, "batch", "--workflow", "Face crop and paste - no weights needed", str(photos), str(out)])
+    assert done.returncode == 0, done.stderr
+    assert os.path.exists(out / "group.png") and '"faces": 5' in (out / "manifest.jsonl").read_text()
+    # a missing weight file names the installed command, in the pack's own message and the manifest's steps
+    missing = run_installed(installed, [dfr, "batch", "--workflow", "DR2 restoration", str(photos), str(tmp_path / "dr2"),
+                                        "--models-dir", str(tmp_path / "empty")])
+    assert missing.returncode == 1 and "python dfr.py" not in missing.stderr
+    assert "'dfr download detection_Resnet50_Final.pth'" in missing.stderr and "`dfr verify DR2_FFHQ.pkl`" in missing.stderr
+    unknown = run_installed(installed, [dfr, "batch", "--workflow", "No such template", str(photos), str(tmp_path / "x")])
+    assert unknown.returncode == 1 and "Face crop and paste - no weights needed" in unknown.stderr

@@ -5,7 +5,7 @@ definitions themselves, so a workflow can never hold values in the wrong slots. 
 at a zoom that reads at 1600 x 1000 (`extra.ds`), lists every weight file it needs with a distinct
 entry for ComfyUI's Missing Models dialog, and says in its note how to fetch them.
 
-    python dfr.py workflows          # rewrite every workflow
+    python dfr.py workflows --write  # rewrite every workflow
     python dfr.py workflows --check  # exit 1 if a committed workflow differs from its description
 
 ComfyUI's template browser titles each card with the file's name, so the names are written to be
