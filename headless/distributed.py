@@ -21,7 +21,7 @@ import os
 import sys
 
 from .. import runtime
-from ..restore.outcomes import BatchStopped, record_outcome
+from ..restore.outcomes import BatchStopped, record_outcome, stop_on_sigterm
 from .batch import WorkflowBatch, plan_batch
 
 IN_FLIGHT_PER_WORKER = 2
@@ -87,6 +87,7 @@ def run_workflow_batch_on_ray(workflow_path: str, input_dir: str, output_dir: st
     started_here = not ray.is_initialized()
     if started_here:
         start_ray(address, ray)
+        stop_on_sigterm()  # Ray's driver installs its own SIGTERM handler (it logs and exits): ours again
     try:
         gpus = int(ray.cluster_resources().get("GPU", 0))
         count = gpus or max(1, workers)

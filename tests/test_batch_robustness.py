@@ -91,10 +91,11 @@ def write_archive(folder) -> dict[str, np.ndarray]:
 
 
 def write_animation(path: str) -> list[np.ndarray]:
+    """Three frames of a real photo as an animated GIF (palette) or WebP (lossless); what each shows."""
     photo = face_photo()
     frames = [photo, np.ascontiguousarray(photo[:, ::-1]), (photo * 0.8).astype(np.uint8)]
-    pictures = [Image.fromarray(f).quantize(256) for f in frames]
-    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=100)
+    pictures = [Image.fromarray(f).quantize(256) if path.endswith(".gif") else Image.fromarray(f) for f in frames]
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=100, **({"lossless": True} if path.endswith(".webp") else {}))
     return [np.asarray(p.convert("RGB")) / 255.0 for p in pictures]
 
 
@@ -174,14 +175,15 @@ def test_pipeline_batch_reads_every_picture_as_it_is_and_fails_the_rest_with_a_l
     assert "restored 0, skipped 7 (already done), failed 3" in again.stdout  # failed ones are tried again
 
 
-def test_every_frame_of_an_animation_goes_through_the_workflow(tmp_path):
+@pytest.mark.parametrize("kind", ["gif", "webp"])
+def test_every_frame_of_an_animation_goes_through_the_workflow(kind, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
-    frames = write_animation(str(folder / "animated.gif"))
+    frames = write_animation(str(folder / f"animated.{kind}"))
     out = tmp_path / "out"
     run = dfr("batch", "--workflow", FACE_CROP, str(folder), str(out))
     assert run.returncode == 0, run.stderr
-    record = manifest(out)["animated.gif"]
+    record = manifest(out)[f"animated.{kind}"]
     assert record["outputs"] == ["animated_0.png", "animated_1.png", "animated_2.png"] and record["faces"] >= 3
     for name, frame in zip(record["outputs"], frames):
         assert psnr(read_rgb(out / name), frame) > 30

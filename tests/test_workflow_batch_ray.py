@@ -102,20 +102,41 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_nothing(many, one_m
 def test_the_whole_run_stopped_and_started_again_resumes(many, one_machine, tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, DFR, "batch", "--workflow", FACE_CROP, str(many), str(out), "--ray", "local", "--ray-workers", "2"]
-    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 600
     while time.time() < deadline and run.poll() is None and len(lines(out)) < 3:
         time.sleep(0.05)
     assert run.poll() is None, "the batch ended before it could be stopped"
-    run.send_signal(signal.SIGTERM)
-    run.wait(timeout=120)
+    run.send_signal(signal.SIGTERM)  # a service manager's stop: one line, the manifest complete
+    _, stderr = run.communicate(timeout=120)
     first = lines(out)
     assert 3 <= len(first) < 12
+    assert run.returncode == 130 and "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1].startswith(f"stopped: {len(first)} done and 0 failed in this run")
+    assert all(record["status"] == "done" and os.path.exists(out / record["outputs"][0]) for record in first)
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{len(first)} already done" in resumed.stdout or "already done" in resumed.stdout
     assert_exactly_once(many, out, one_machine)
     assert read_manifest(out).keys() == set(os.listdir(many))
+
+
+def test_a_photo_that_fails_on_a_worker_is_its_line_and_the_batch_goes_on(many, tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    for name in sorted(os.listdir(many))[:3]:
+        os.link(many / name, folder / name)
+    data = (many / sorted(os.listdir(many))[0]).read_bytes()
+    (folder / "cut_short.png").write_bytes(data[: len(data) // 3])  # a damaged scan
+    Image.fromarray(np.zeros((1400, 1600, 3), np.uint8)).save(folder / "huge.png")  # over --max-megapixels 2
+    command = [sys.executable, DFR, "batch", "--workflow", FACE_CROP, str(folder), str(out), "--ray", "local", "--ray-workers", "2",
+               "--max-megapixels", "2"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1 and "Traceback" not in run.stderr + run.stdout and "done 3, skipped 0 (already done), failed 2" in run.stdout
+    records = read_manifest(out)
+    assert records.keys() == set(os.listdir(folder))
+    assert records["cut_short.png"]["status"] == records["huge.png"]["status"] == "failed"
+    assert "over this batch's limit of 2.0" in records["huge.png"]["reason"] and "\n" not in records["cut_short.png"]["reason"]
 
 
 def test_without_ray_the_option_says_how_to_get_it(many, tmp_path, monkeypatch):
