@@ -183,12 +183,11 @@ def batch(args) -> int:
     from diffusion_face_restore.restore.photos import restore_folder
     from diffusion_face_restore.restore.pipelines import MissingWeights, download_missing_weights
     from diffusion_face_restore.headless.validate import checked_overrides
-    from diffusion_face_restore.restore.outcomes import BatchStopped, stop_on_sigterm
     from diffusion_face_restore.restore.video import is_video, restore_video
 
     runtime.set_models_dir(default_models_dir(args.models_dir))
-    stop_on_sigterm()
-    try:
+
+    def work():
         overrides = checked_overrides(args.pipeline, parse_overrides(args.set))  # before anything: one line
         if args.download:  # before any photo: a file that cannot be fetched stops the run here
             download_missing_weights(args.pipeline, overrides)
@@ -198,19 +197,11 @@ def batch(args) -> int:
                 output = os.path.join(output, os.path.splitext(os.path.basename(args.input_dir))[0] + ".mp4")
             result = restore_video(args.pipeline, args.input_dir, output, args.seed, overrides, args.chunk_frames)
             print(f"restored {result['frames']} frames in {result['chunks']} chunks ({result['resumed_chunks']} finished before) -> {output}")
-            return 0
-        result = restore_folder(args.pipeline, args.input_dir, args.output_dir, args.seed, overrides, max_pixels=args.max_pixels)
-    except (ValueError, FileNotFoundError, DownloadError) as error:
-        hint = "; add --download to fetch those a script can" if isinstance(error, MissingWeights) else ""
-        print(f"error: {error}{hint}", file=sys.stderr)
-        return 1
-    except BatchStopped as stopped:
-        print(stopped, file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:  # before the first photo (loading, checking): nothing was run
-        print("stopped before any photo was run; run the same command again", file=sys.stderr)
-        return 130
-    return summary(result, args.output_dir, "restored")
+            return None
+        return restore_folder(args.pipeline, args.input_dir, args.output_dir, args.seed, overrides, max_pixels=args.max_pixels)
+
+    hint = lambda error: "; add --download to fetch those a script can" if isinstance(error, MissingWeights) else ""  # noqa: E731
+    return run_batch(work, args.output_dir, "restored", (ValueError, FileNotFoundError, DownloadError), hint)
 
 
 def batch_workflow(args) -> int:
@@ -218,34 +209,44 @@ def batch_workflow(args) -> int:
     from diffusion_face_restore import runtime
     from diffusion_face_restore.headless.batch import run_workflow_batch
     from diffusion_face_restore.headless.graph import workflow_path
-    from diffusion_face_restore.restore.outcomes import BatchStopped, stop_on_sigterm
 
     if args.set or args.download:
         print("error: --set and --download go with a PIPELINE; a workflow carries its own settings "
-              "(fetch its files first with: dfr download --workflow FILE)", file=sys.stderr)
+              f"(fetch its files first with {runtime.command('download --workflow FILE')})", file=sys.stderr)
         return 1
     runtime.set_models_dir(default_models_dir(args.models_dir))
-    stop_on_sigterm()
-    try:
-        args.workflow = workflow_path(args.workflow)
+
+    def work():
+        workflow = workflow_path(args.workflow)
         if args.ray:
             from diffusion_face_restore.headless.distributed import run_workflow_batch_on_ray
 
-            result = run_workflow_batch_on_ray(args.workflow, args.input_dir, args.output_dir, args.ray, args.ray_workers,
-                                               comfyui=args.comfyui, max_pixels=args.max_pixels)
-        else:
-            result = run_workflow_batch(args.workflow, args.input_dir, args.output_dir, comfyui=args.comfyui,
-                                        max_pixels=args.max_pixels)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+            return run_workflow_batch_on_ray(workflow, args.input_dir, args.output_dir, args.ray, args.ray_workers,
+                                             comfyui=args.comfyui, max_pixels=args.max_pixels)
+        return run_workflow_batch(workflow, args.input_dir, args.output_dir, comfyui=args.comfyui, max_pixels=args.max_pixels)
+
+    return run_batch(work, args.output_dir)
+
+
+def run_batch(work, output_dir: str, done: str = "done", refusals=(ValueError, FileNotFoundError), hint=lambda error: "") -> int:
+    """Run a batch (work() -> its result, or None where it reported itself) and end it as a batch
+    ends: a refusal in one line (exit 1), a stop in one line (exit 130; SIGTERM stops as Ctrl-C
+    does), else the summary."""
+    from diffusion_face_restore.restore.outcomes import BatchStopped, stop_on_sigterm
+
+    stop_on_sigterm()
+    try:
+        result = work()
+    except refusals as error:
+        print(f"error: {error}{hint(error)}", file=sys.stderr)
         return 1
     except BatchStopped as stopped:
         print(stopped, file=sys.stderr)
         return 130
-    except KeyboardInterrupt:  # before the first photo (loading, checking): nothing was run
-        print("stopped before any photo was run; run the same command again", file=sys.stderr)
+    except KeyboardInterrupt:  # before the photos' loop (loading, checking), or in a video's chunks
+        print("stopped; what finished is kept: run the same command again to resume", file=sys.stderr)
         return 130
-    return summary(result, args.output_dir)
+    return 0 if result is None else summary(result, output_dir, done)
 
 
 def summary(result: dict, output_dir: str, done: str = "done") -> int:

@@ -10,6 +10,7 @@ inputs are tried again on the next run.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -90,10 +91,27 @@ def is_done(record: dict | None, output_dir: str, single_output: str | None) -> 
     return single_output is not None and os.path.exists(os.path.join(output_dir, single_output))
 
 
+@contextlib.contextmanager
+def stops_deferred():
+    """Ctrl-C and SIGTERM held back until the block ends (where the platform can), so that a stop
+    never falls between an input's manifest line and the run's count of it."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+
+
 def record_outcome(output_dir: str, record: dict, result: dict, report=print):
-    """Append an input's outcome to the manifest and the run's result; a failure is reported."""
-    append_manifest(output_dir, record)
-    result["done" if record["status"] == "done" else "failed"].append(record["photo"])
+    """Append an input's outcome to the manifest and the run's result (together: a stop waits for
+    both); a failure is reported."""
+    with stops_deferred():
+        append_manifest(output_dir, record)
+        result["done" if record["status"] == "done" else "failed"].append(record["photo"])
     if record["status"] == "failed":
         report(f"{record['photo']}: {record['reason']}")
 
@@ -134,11 +152,10 @@ def run_inputs(todo: list[str], process, output_dir: str, result: dict, report=p
     from ..runtime import TerminalProgress
 
     progress = TerminalProgress(len(todo), description)
-    for name in todo:
-        try:
-            record = process(name)
-            record_outcome(output_dir, record, result, report)
-        except KeyboardInterrupt:
-            raise BatchStopped(result, len(todo) - len(result["done"]) - len(result["failed"])) from None
-        progress.update(1, name)
+    try:
+        for name in todo:
+            record_outcome(output_dir, process(name), result, report)
+            progress.update(1, name)
+    except KeyboardInterrupt:
+        raise BatchStopped(result, len(todo) - len(result["done"]) - len(result["failed"])) from None
     return result
