@@ -26,7 +26,8 @@ from pack_import import import_pack, shared_dir  # noqa: E402
 
 import_pack()
 from diffusion_face_restore import runtime  # noqa: E402
-from diffusion_face_restore.headless.batch import read_manifest, run_workflow_batch  # noqa: E402
+from diffusion_face_restore.headless.batch import run_workflow_batch  # noqa: E402
+from diffusion_face_restore.restore.outcomes import read_manifest  # noqa: E402
 from diffusion_face_restore.headless.distributed import run_workflow_batch_on_ray  # noqa: E402
 from testdata import template_with_reduced_models  # noqa: E402
 

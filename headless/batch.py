@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from .. import runtime
-from ..restore.outcomes import failure_reason, plan_inputs, read_manifest, run_inputs  # noqa: F401 (read_manifest: tests)
+from ..restore.outcomes import failure_reason, plan_inputs, run_inputs
 from ..restore.photos import list_photos
 from ..restore.video import is_video
 from .core_nodes import Video, to_uint8, write_video

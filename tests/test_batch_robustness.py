@@ -348,7 +348,8 @@ def stop_after_first_line(command: list[str], out, how: int, timeout: float = 30
 @pytest.mark.parametrize("mode, how", [("workflow", signal.SIGINT), ("pipeline", signal.SIGTERM)])
 def test_a_stopped_batch_says_how_far_it_got_and_resumes(mode, how, reduced_models, tmp_path):
     folder, out = tmp_path / "in", tmp_path / "out"
-    many_photos(folder, 8)
+    count = 8 if mode == "workflow" else 4  # DR2 takes seconds a photo: fewer to finish on the rerun
+    many_photos(folder, count)
     command = [sys.executable, DFR, "batch", "--workflow", FACE_CROP] if mode == "workflow" else [sys.executable, DFR, "batch", "dr2"]
     command += [str(folder), str(out)] + ([] if mode == "workflow" else ["--models-dir", str(reduced_models), *PIPELINE_SETTINGS])
     stopped = stop_after_first_line(command, out, how)
@@ -356,7 +357,7 @@ def test_a_stopped_batch_says_how_far_it_got_and_resumes(mode, how, reduced_mode
     last = stopped.stderr.strip().splitlines()[-1]
     assert last.startswith("stopped: ") and "run the same command again to resume" in last
     done = manifest(out)
-    assert done and len(done) < 8 and all(r["status"] == "done" for r in done.values())
+    assert done and len(done) < count and all(r["status"] == "done" for r in done.values())
     assert f"stopped: {len(done)} done" in last
     assert not [f for f in os.listdir(out) if "partial" in f]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=900)

@@ -22,7 +22,8 @@ from testdata import ROOT, describe_video, shared_path, video_workflow_with_redu
 ray = pytest.importorskip("ray", reason="the Ray tests need Ray (tests/requirements.txt installs it)")
 
 from diffusion_face_restore import runtime  # noqa: E402
-from diffusion_face_restore.headless.batch import read_manifest, run_workflow_batch  # noqa: E402
+from diffusion_face_restore.headless.batch import run_workflow_batch  # noqa: E402
+from diffusion_face_restore.restore.outcomes import read_manifest  # noqa: E402
 from diffusion_face_restore.headless.distributed import run_workflow_batch_on_ray  # noqa: E402
 
 DFR = os.path.join(ROOT, "dfr.py")

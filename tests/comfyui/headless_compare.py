@@ -80,7 +80,8 @@ def compare(pack: str, results: str, photo: str, clip: str, models: str, comfyui
 
     import_pack()
     from diffusion_face_restore import runtime
-    from diffusion_face_restore.headless.batch import WorkflowBatch, read_manifest, run_workflow_batch
+    from diffusion_face_restore.headless.batch import WorkflowBatch, run_workflow_batch
+    from diffusion_face_restore.restore.outcomes import read_manifest
 
     runtime.set_models_dir(models)
     with tempfile.TemporaryDirectory() as work:
