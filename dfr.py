@@ -251,8 +251,10 @@ def run_batch(work, output_dir: str, done: str = "done", refusals=(ValueError, F
 
 def summary(result: dict, output_dir: str, done: str = "done") -> int:
     """The batch's last line, and its exit status: 1 when any input failed."""
+    from diffusion_face_restore.restore.outcomes import MANIFEST
+
     print(f"{done} {len(result['done'])}, skipped {len(result['skipped'])} (already done), failed {len(result['failed'])}; "
-          f"every input's outcome: {os.path.join(output_dir, 'manifest.jsonl')}")
+          f"every input's outcome: {os.path.join(output_dir, MANIFEST)}")
     return 1 if result["failed"] else 0
 
 

@@ -25,8 +25,9 @@ import torch
 from PIL import Image
 
 from .. import runtime
+from ..restore.checks import input_specs
 from ..restore.outcomes import failure_reason, plan_inputs, run_inputs
-from ..restore.photos import list_photos
+from ..restore.photos import list_photos, write_atomically
 from ..restore.video import is_video
 from .core_nodes import Video, to_uint8, write_video
 from .graph import GraphNode, WorkflowError, is_link, node_class, node_order, read_workflow, upstream_of
@@ -164,10 +165,7 @@ def output_names(node_type: str) -> list[str]:
 
 
 def lazy_inputs(cls) -> set[str]:
-    if not hasattr(cls, "INPUT_TYPES"):
-        return set()
-    return {name for section in cls.INPUT_TYPES().values() for name, spec in section.items()
-            if len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("lazy")}
+    return {name for name, (_, _, options) in input_specs(cls).items() if options.get("lazy")}
 
 
 def write_png(image: torch.Tensor, path: str):
@@ -175,19 +173,8 @@ def write_png(image: torch.Tensor, path: str):
 
 
 def write_output(value, path: str):
-    """An image or a video at path, written under a temporary name and renamed (a stop or a full
-    disk leaves no partial file)."""
-    temporary = path + (".partial.mp4" if isinstance(value, Video) else ".partial.png")
-    try:
-        if isinstance(value, Video):
-            write_video(value, temporary)
-        else:
-            write_png(value, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    """An image or a video at path, written under a temporary name and renamed (write_atomically)."""
+    write_atomically(path, lambda temporary: (write_video if isinstance(value, Video) else write_png)(value, temporary))
 
 
 def plan_batch(batch: WorkflowBatch, input_path: str, output_dir: str, report=print) -> tuple[str, list[str], dict]:

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 from .. import runtime
 from ..nodes import NODE_CLASS_MAPPINGS
-from ..tools.workflow_templates import CONTROL_SUFFIX, WORKFLOWS_DIR, node_signature
+from ..restore.checks import input_specs
+from ..tools.workflow_templates import CONTROL_SUFFIX, WIDGET_TYPES, WORKFLOWS_DIR, node_signature
 from .core_nodes import CORE_NODE_CLASSES
 
 UI_ONLY = {"Note", "MarkdownNote", "PrimitiveNode", "Reroute"}
@@ -79,8 +80,8 @@ def workflow_path(given: str) -> str:
     name = os.path.splitext(os.path.basename(given))[0] if given.endswith(".json") else given
     if name in template_names():
         return os.path.join(WORKFLOWS_DIR, name + ".json")
-    raise WorkflowError(f"no workflow file {given}, and no template of that name; the templates ('dfr workflows' lists them): "
-                        + "; ".join(template_names()))
+    raise WorkflowError(f"no workflow file {given}, and no template of that name; the templates ({runtime.command('workflows')} "
+                        "lists them): " + "; ".join(template_names()))
 
 
 def read_workflow(path: str, comfyui: str | None = None) -> dict[str, GraphNode]:
@@ -166,11 +167,8 @@ def from_api(prompt: dict) -> dict[str, GraphNode]:
 def specs_take_link(node_type: str, name: str) -> bool:
     """Whether an input of a node type is a socket (not a widget whose value may be a list)."""
     cls = node_class(node_type)
-    for section in cls.INPUT_TYPES().values() if cls is not None and hasattr(cls, "INPUT_TYPES") else ():
-        if isinstance(section, dict) and name in section:
-            kind = section[name][0]
-            return isinstance(kind, str) and kind not in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
-    return False
+    spec = input_specs(cls).get(name) if cls is not None else None
+    return spec is not None and isinstance(spec[1], str) and spec[1] not in WIDGET_TYPES
 
 
 def from_ui(workflow: dict) -> dict[str, GraphNode]:

@@ -65,7 +65,7 @@ def validate_graph(graph: dict[str, GraphNode], needed: set[str], fed: dict[str,
             if problem:
                 problems.append(f"{where}: {problem}")
             else:
-                node.inputs[name] = int(converted) if kind == "INT" else converted
+                node.inputs[name] = converted
     cycle = find_cycle(graph, needed)
     if cycle:
         problems.append("the workflow has a cycle (" + " -> ".join(f"{graph[i].type} (node {i})" for i in cycle) +
@@ -151,7 +151,7 @@ def checked_overrides(pipeline: str, overrides: dict) -> dict:
         converted, problem = check_value(widget, kind, options, value, own_check=widget in own_checked_inputs(cls))
         if problem:
             problems.append(f"--set {section}.{problem}")
-        checked[key] = int(converted) if kind == "INT" and problem is None else converted
+        checked[key] = converted
     if problems:
         raise ValueError("; ".join(problems))
     return checked

@@ -46,7 +46,7 @@ def shown(choices: list) -> str:
 
 def check_value(name: str, kind, options: dict, value, own_check: bool = False):
     """(the value as the node receives it, None) or (None, what is wrong in a few words): a widget
-    value read as ComfyUI reads it, with its limits (see the module's description)."""
+    value read as ComfyUI reads it, with its limits (INT as an int, FLOAT as a float)."""
     choices = choices_of(kind, options)
     if choices is not None:
         if own_check or value in choices:

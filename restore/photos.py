@@ -140,18 +140,24 @@ def load_photo(path: str, max_pixels: int | None = None) -> torch.Tensor:
         return picture_to_tensors(image)[0][None]
 
 
-def save_photo(image: torch.Tensor, path: str):
-    """The first image of an IMAGE batch as a PNG at path, written under a temporary name and renamed
-    (a stop or a full disk leaves no partial file)."""
-    array = (image[0].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    temporary = path + ".partial.png"
+def write_atomically(path: str, write):
+    """write(temporary path) and rename it to path: a stop or a full disk leaves no partial file
+    under either name (the temporary keeps path's extension, `.partial.png`, for the writers that
+    read the format from it)."""
+    temporary = f"{path}.partial{os.path.splitext(path)[1]}"
     try:
-        Image.fromarray(array).save(temporary, format="PNG")
+        write(temporary)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def save_photo(image: torch.Tensor, path: str):
+    """The first image of an IMAGE batch as a PNG at path, written under a temporary name and renamed."""
+    array = (image[0].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    write_atomically(path, lambda temporary: Image.fromarray(array).save(temporary, format="PNG"))
 
 
 def restore_folder(pipeline: str, input_dir: str, output_dir: str, seed: int = 0, overrides: dict | None = None, report=print,
