@@ -32,12 +32,18 @@ log = logging.getLogger("diffusion_face_restore")
 
 HAAR = HaarDetector.name
 MTCNN = MTCNNDetector.name
+# facexlib's detection_mobilenet0.25_Final.pth network, shipped with the pack (batch norm folded)
+RETINAFACE_BUILTIN = "retinaface_mobile0.25 (built-in)"
 # the zero-download default: MTCNN finds a face in every frame of the shared clips where the Haar
 # cascade finds a third; Haar stays a choice (benchmarks/detector_quality.py)
 DEFAULT_DETECTOR = MTCNN
-DETECTOR_CHOICES = [HAAR, MTCNN, "retinaface_resnet50", "retinaface_mobile0.25", ALIGNED_INPUT]
-# MTCNN's weights ship with the pack (tools/convert_mtcnn.py; licence beside them)
-MTCNN_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "face", "detection", "mtcnn.safetensors")
+DETECTOR_CHOICES = [HAAR, MTCNN, RETINAFACE_BUILTIN, "retinaface_resnet50", "retinaface_mobile0.25", ALIGNED_INPUT]
+# the built-in networks' weights ship with the pack (tools/convert_mtcnn.py, tools/convert_retinaface.py;
+# licences beside them)
+BUILTIN_FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "face", "detection")
+MTCNN_WEIGHTS = os.path.join(BUILTIN_FOLDER, "mtcnn.safetensors")
+RETINAFACE_BUILTIN_WEIGHTS = os.path.join(BUILTIN_FOLDER, "retinaface_mobile0.25.safetensors")
+BUILTIN_WEIGHTS = {MTCNN: MTCNN_WEIGHTS, RETINAFACE_BUILTIN: RETINAFACE_BUILTIN_WEIGHTS}
 TRACKING_DETECTORS = [d for d in DETECTOR_CHOICES if d != ALIGNED_INPUT]
 CROP_SIZE_CHOICES = ["512", "256", "1024"]
 PARSING_FILES = {"parsenet": "parsing_parsenet.pth", "bisenet": "parsing_bisenet.pth"}
@@ -68,8 +74,9 @@ def detector_check(name: str):
         if name == HAAR:
             HaarDetector()
             return True
-        if name == MTCNN:
-            return True if os.path.isfile(MTCNN_WEIGHTS) else f"{MTCNN_WEIGHTS} is missing: reinstall the pack"
+        if name in BUILTIN_WEIGHTS:
+            path = BUILTIN_WEIGHTS[name]
+            return True if os.path.isfile(path) else f"{path} is missing: reinstall the pack"
         weights = detector_weights(name)
     except (ValueError, CascadeFilesMissing) as error:
         return str(error)
@@ -85,7 +92,7 @@ def make_detector(name: str, min_score: float):
     if name == MTCNN:
         _, managed = load_managed(MTCNN_WEIGHTS, (FACE_DETECTION,))
         return MTCNNDetector(managed.load(), managed.device)
-    path = find_weights(*detector_weights(name))
+    path = BUILTIN_WEIGHTS.get(name) or find_weights(*detector_weights(name))
     descriptor, managed = load_managed(path, (FACE_DETECTION,))
     module = managed.load(memory_required=MAX_BATCH_PIXELS * RETINAFACE_BYTES_PER_PIXEL)
     log.info("FaceDetect: %s from %s on %s", descriptor.architecture, path, managed.device)

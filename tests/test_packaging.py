@@ -87,11 +87,13 @@ def test_the_dfr_command_runs_from_the_installed_package(installed):
     done = run_installed(installed, [os.path.join(installed["bin"], "dfr"), "--help"])
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: dfr ") and "batch" in done.stdout and "download" in done.stdout
-    # the package data: the manifest, and the built-in MTCNN detector's weights with their licence
-    check = "from diffusion_face_restore.restore.faces import MTCNN, detector_check; import diffusion_face_restore.models.manifest as m; " \
-            "print(detector_check(MTCNN), len(m.load_manifest()) > 10)"
+    # the package data: the manifest, and the built-in detectors' weights with their licences
+    check = "from diffusion_face_restore.restore.faces import MTCNN, RETINAFACE_BUILTIN, BUILTIN_FOLDER, detector_check; " \
+            "import os, diffusion_face_restore.models.manifest as m; " \
+            "print(detector_check(MTCNN), detector_check(RETINAFACE_BUILTIN), len(m.load_manifest()) > 10, " \
+            "all(os.path.isfile(os.path.join(BUILTIN_FOLDER, f)) for f in ('mtcnn.LICENSE.txt', 'retinaface.LICENSE.txt')))"
     done = run_installed(installed, [installed["python"], "-c", check])
-    assert done.returncode == 0 and done.stdout.split() == ["True", "True"], done.stderr
+    assert done.returncode == 0 and done.stdout.split() == ["True"] * 4, done.stderr
 
 
 def test_five_lines_restore_a_shared_photo_through_the_installed_package(installed, tmp_path):
