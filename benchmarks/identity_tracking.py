@@ -7,6 +7,8 @@ Clips (every second frame of the 20 fps sources, so 10 frames a second; 2 s = 20
 - cut: real_2 with 2 s cut out where the head moves: one person;
 - other person: real_1, then its face covered for 2 s, then real_2 (resized to the same frame):
   a cut to someone else, two people;
+- hard cut: real_1, then real_2 with no frame between (a cut to someone else), then real_1 again
+  1.5 s later (a cut back): two people, real_1 with one id;
 - crossing: real_1's and real_2's faces (moving clips) slide across a real background photo in
   opposite directions, real_2's passing in front of (and hiding) real_1's: two people, no swap.
 
@@ -101,6 +103,18 @@ def other_person_clip(shared: str):
               for f in read_frames(os.path.join(shared, "videos", "real_2.mp4"), 0, AROUND)]
     truth = [[("real_1", None)]] * AROUND + [[]] * GAP + [[("real_2", None)]] * AROUND
     return first + second, truth
+
+
+def hard_cut_clip(shared: str, back_after: int = 15):
+    """real_1, a cut straight to real_2 (at real_1's frame size) for `back_after` frames (1.5 s), and a
+    cut back to real_1 where it went on meanwhile: two people, real_1's id kept across the cut back."""
+    real_1 = read_frames(os.path.join(shared, "videos", "real_1.mp4"), 0, 2 * AROUND + back_after)
+    height, width = real_1[0].shape[:2]
+    real_2 = [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA)
+              for f in read_frames(os.path.join(shared, "videos", "real_2.mp4"), 0, back_after)]
+    frames = real_1[:AROUND] + real_2 + real_1[AROUND + back_after:]
+    truth = [[("real_1", None)]] * AROUND + [[("real_2", None)]] * back_after + [[("real_1", None)]] * AROUND
+    return frames, truth
 
 
 def face_window(frames: list[np.ndarray]) -> tuple[int, int, int, int]:
@@ -204,7 +218,7 @@ def similarity_table(shared: str):
         print(f"| {label} | " + " | ".join(f"{v:.3f}" for v in q) + f" | {np.mean(values >= SAME_PERSON_SIMILARITY):.1%} |")
 
 
-CLIPS = {"hidden": hidden_clip, "cut": cut_clip, "other person": other_person_clip, "crossing": crossing_clip}
+CLIPS = {"hidden": hidden_clip, "cut": cut_clip, "other person": other_person_clip, "hard cut": hard_cut_clip, "crossing": crossing_clip}
 
 
 def main():

@@ -52,6 +52,8 @@ class FaceSet:
     crops: torch.Tensor
     detector: str
     aligned_input: bool = False
+    # frames of a clip that start a new shot after a hard cut (FaceTrack; face.shots)
+    shot_starts: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.crops.ndim != 4 or self.crops.shape[0] != len(self.faces):

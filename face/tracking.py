@@ -12,6 +12,11 @@ A face away longer (missed, hidden, out of the picture) keeps its id when it com
 appearance of the track): the gap is not bridged, but the same person keeps the same id, hence the
 same noise. Appearance also keeps two people who cross from swapping ids: a live track never takes
 a face that looks unlike it, and among overlapping candidates the more alike wins.
+
+A hard cut (face.shots) ends every live track: after it a face keeps an id only by re-identification
+at SAME_PERSON_SIMILARITY, and a track's smoothing starts afresh (no landmarks smoothed or bridged
+across the cut). Without it a live track took the face of the next shot's person where the two
+were placed alike (two people of the shared clips score 0.785 alike, above LIVE_MATCH_SIMILARITY).
 """
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ class Track:
     observations: dict[int, Detection] = field(default_factory=dict)  # frame -> detection
     max_gap: int = 5  # longer gaps are not bridged (the face was away)
     appearance_sum: np.ndarray | None = None  # sum of the observations' appearance vectors
+    run_starts: set[int] = field(default_factory=set)  # frames that start a new run (a re-identification)
 
     def observe(self, frame: int, detection: Detection):
         self.observations[frame] = detection
@@ -59,7 +65,7 @@ class Track:
         frames = sorted(self.observations)
         runs = [[frames[0]]]
         for frame in frames[1:]:
-            if frame - runs[-1][-1] > self.max_gap + 1:
+            if frame - runs[-1][-1] > self.max_gap + 1 or frame in self.run_starts:
                 runs.append([])
             runs[-1].append(frame)
         return runs
@@ -91,7 +97,8 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
-def link_tracks(frames: list[list[Detection]], max_gap: int = 5, min_iou: float = 0.2, reidentify_within: int = 0) -> list[Track]:
+def link_tracks(frames: list[list[Detection]], max_gap: int = 5, min_iou: float = 0.2, reidentify_within: int = 0,
+                shot_starts=()) -> list[Track]:
     """Link per-frame detections into tracks.
 
     Each frame: (1) detections are matched greedily to the boxes the live tracks (seen within
@@ -100,10 +107,14 @@ def link_tracks(frames: list[list[Detection]], max_gap: int = 5, min_iou: float 
     over is given back to a track not seen in this frame and away for at most `reidentify_within` frames when it
     is SAME_PERSON_SIMILARITY alike (most alike first, nearer first among equals; box sizes within
     REIDENTIFY_SIZE_RATIO); (3) the rest start tracks. Ids count up in order of first appearance
-    (left to right within a frame)."""
+    (left to right within a frame). shot_starts: frames after a hard cut (face.shots); no track seen
+    before one is live after it, and a re-identified track starts a new run (Track.segments)."""
     tracks: list[Track] = []
+    shot_start = 0
     for frame, detections in enumerate(frames):
-        live = [t for t in tracks if frame - t.last <= max_gap + 1]
+        if frame in shot_starts:
+            shot_start = frame
+        live = [t for t in tracks if frame - t.last <= max_gap + 1 and t.last >= shot_start]
         pairs = []
         for ti, track in enumerate(live):
             predicted = track.predicted_box(frame)
@@ -125,6 +136,8 @@ def link_tracks(frames: list[list[Detection]], max_gap: int = 5, min_iou: float 
                     if alike is not None and alike >= SAME_PERSON_SIMILARITY and similar_size(track.observations[track.last].box, detections[di].box):
                         pairs.append((alike - 1e-3 * box_distance(track.observations[track.last].box, detections[di].box), ti, di))
             for ti, di in zip(*greedy_pairs(pairs)):
+                if away[ti].last < shot_start:  # across a cut: smoothed apart (a longer gap splits anyway)
+                    away[ti].run_starts.add(frame)
                 away[ti].observe(frame, detections[di])
                 left.remove(di)
         for di in sorted(left, key=lambda di: (detections[di].box[0] + detections[di].box[2]) / 2):

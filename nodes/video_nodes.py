@@ -11,7 +11,8 @@ from .types import CATEGORY_FACES, FACES
 class FaceTrack:
     DESCRIPTION = (
         "FaceDetect for a clip: the frames of an IMAGE batch (e.g. Get Video Components' images) are searched "
-        "for faces, the faces are linked into tracks (one id per person, short gaps bridged), and each track's "
+        "for faces, the faces are linked into tracks (one id per person, short gaps bridged; a hard cut ends every "
+        "track, and after it a face keeps its id only if it looks like the person who left), and each track's "
         "landmarks are smoothed over time with a zero-lag forward-backward Kalman smoother, so the alignment, "
         "the crops and the paste mask stop jittering. Outputs the same FACES as FaceDetect (with track ids): "
         "DifFaceInit, DR2GuidedSampler, Enhancer and PasteBack work unchanged."

@@ -5,6 +5,7 @@ FaceTemporalBlend are these functions with a ComfyUI schema around them.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -18,10 +19,11 @@ from ..face.detection.mtcnn import MTCNNDetector
 from ..face.detection.retinaface import MAX_BATCH_PIXELS, WEIGHT_FILES, WEIGHT_URLS, RetinaFaceDetector
 from ..face.faces import FaceSet
 from ..face.find import ALIGNED_INPUT, detect_frames, faces_from_aligned, faces_from_tracks, find_faces
-from ..face.image import check_finite, check_image_batch, image_to_numpy, rgb_view
+from ..face.image import check_finite, check_image_batch, image_to_numpy, rgb_view, to_uint8
 from ..face.parsing import parse_labels, soft_parse_mask
 from ..face.paste import PasteSettings, paste_faces
 from ..face.preview import draw_detections
+from ..face.shots import shot_starts
 from ..face.temporal import blend_along_tracks
 from ..face.tracking import link_tracks, smooth_tracks
 from ..models import FACE_DETECTION, FACE_PARSING
@@ -134,15 +136,18 @@ def track_faces(images: torch.Tensor, detector: str = DEFAULT_DETECTOR, crop_siz
                 min_track_length: int = 3, reidentify_within: int = 60) -> FaceSet:
     """The faces of a clip's frames (IMAGE [T, H, W, C]), linked into tracks (one id per person, also
     after a face was away for up to `reidentify_within` frames) and smoothed over time, with their
-    aligned crops."""
+    aligned crops. A hard cut (face.shots) ends every track: after it a face keeps its id only by
+    re-identification; the cuts are the FaceSet's shot_starts (FaceTemporalBlend restarts there)."""
     images = check_finite(check_image_batch(images, "FaceTrack's images", allow_empty=False), "FaceTrack's images")
     detections = detect_frames(images, make_detector(detector, min_confidence), min_score=min_confidence,
                                min_size=min_face_size, max_faces=max_faces, with_appearance=True,
                                on_photo=tick_per_photo(images.shape[0], "FaceTrack"))
-    tracked = smooth_tracks(link_tracks(detections, max_gap, reidentify_within=reidentify_within), images.shape[0], smoothing,
-                            min_track_length)
-    face_set = faces_from_tracks(images, tracked, int(crop_size), f"{detector}, tracked")
-    log.info("FaceTrack: %s, %d person(s)", face_set.describe(), len(set(face_set.tracks)))
+    starts = shot_starts(to_uint8(rgb_view(image_to_numpy(frame))) for frame in images)
+    tracks = link_tracks(detections, max_gap, reidentify_within=reidentify_within, shot_starts=starts)
+    tracked = smooth_tracks(tracks, images.shape[0], smoothing, min_track_length)
+    face_set = dataclasses.replace(faces_from_tracks(images, tracked, int(crop_size), f"{detector}, tracked"), shot_starts=starts)
+    cuts = f", {len(starts)} cut(s) at frame(s) {', '.join(map(str, starts))}" if starts else ""
+    log.info("FaceTrack: %s, %d person(s)%s", face_set.describe(), len(set(face_set.tracks)), cuts)
     return face_set
 
 
@@ -154,7 +159,8 @@ def blend_over_time(restored_crops: torch.Tensor, faces: FaceSet, strength: floa
         raise ValueError(f"FaceTemporalBlend got {crops.shape[0]} crops for {len(faces)} faces: connect the crops of these faces")
     if strength <= 0 or len(faces) == 0:
         return crops
-    return blend_along_tracks(crops.detach().cpu().float(), [(f.image_index, f.track) for f in faces.faces], float(strength))
+    return blend_along_tracks(crops.detach().cpu().float(), [(f.image_index, f.track) for f in faces.faces], float(strength),
+                              faces.shot_starts)
 
 
 def detection_previews(images: torch.Tensor, face_set: FaceSet) -> torch.Tensor:

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from testdata import ROOT, shared_path
 
@@ -16,6 +17,7 @@ import identity_tracking as clips  # noqa: E402
 
 from diffusion_face_restore.face.appearance import face_appearance  # noqa: E402
 from diffusion_face_restore.face.detection import Detection  # noqa: E402
+from diffusion_face_restore.face.temporal import blend_along_tracks  # noqa: E402
 from diffusion_face_restore.face.tracking import link_tracks, smooth_tracks  # noqa: E402
 from diffusion_face_restore.restore.faces import track_faces  # noqa: E402
 
@@ -41,6 +43,32 @@ def test_a_cut_to_another_person_is_a_new_person(shared):
     frames, truth = clips.other_person_clip(shared)
     result = clips.score(tracked(frames, clips.GAP), truth)
     assert result == {"ids": {"real_1": 1, "real_2": 1}, "switches": 0, "phantom": 0, "persons": 2}
+
+
+def test_a_hard_cut_ends_the_track_and_a_cut_back_finds_the_first_person_again(shared):
+    """real_1, then real_2 with no frame between, then real_1 again 1.5 s later: without the cut a
+    live track took real_2's face (0.785 alike, above the 0.7 a live track accepts) and the clip
+    kept one id."""
+    frames, truth = clips.hard_cut_clip(shared)
+    faces = tracked(frames, clips.GAP)
+    assert faces.shot_starts == (clips.AROUND, clips.AROUND + 15)
+    assert clips.score(faces, truth) == {"ids": {"real_1": 1, "real_2": 1}, "switches": 0, "phantom": 0, "persons": 2}
+
+
+def test_cut_measure_separates_cuts_from_motion(shared):
+    """The content change (face.shots) of every frame of the shared clips, whole and every second
+    frame, stays well below the cut threshold; a cut between the two real clips is far above it."""
+    from diffusion_face_restore.face.shots import CUT_THRESHOLD, content_changes
+
+    largest = 0.0
+    for name in ("real_1", "real_2", "synthetic_1", "synthetic_2"):
+        path = shared_path("videos", f"{name}.mp4")
+        for step in (1, 2):
+            count = int(clips.cv2.VideoCapture(path).get(clips.cv2.CAP_PROP_FRAME_COUNT)) // step
+            largest = max(largest, content_changes(clips.read_frames(path, 0, count, step=step)).max())
+    frames, _ = clips.hard_cut_clip(shared)
+    cut = content_changes(frames)[clips.AROUND]
+    assert largest < 0.6 * CUT_THRESHOLD < CUT_THRESHOLD * 1.5 < cut
 
 
 def test_two_people_crossing_keep_their_ids(shared):
@@ -100,3 +128,21 @@ def test_a_long_gap_keeps_the_id_but_is_not_bridged():
     assert len(link_tracks(frames, max_gap=5, reidentify_within=11)) == 2
     frames[16:] = [[face(120, LOOK_B)] for _ in range(4)]
     assert len(link_tracks(frames, max_gap=5, reidentify_within=12)) == 2
+
+
+def test_a_cut_ends_live_tracks_and_smoothing_and_blending_restart_there():
+    """A, then a cut to B where A stood (overlapping box, looks 0.75 alike: a live track would take
+    it), then a cut to A elsewhere: A's track ends at the first cut, B is new, A is re-identified
+    after the second and its landmarks are not smoothed across it."""
+    look_b = np.array([0.75, 0.1, 0.66])  # 0.75 alike to A: above LIVE_MATCH_SIMILARITY, below SAME_PERSON_SIMILARITY
+    frames = [[face(100, LOOK_A)] for _ in range(5)] + [[face(104, look_b)] for _ in range(5)] + [[face(300, LOOK_A)] for _ in range(5)]
+    assert len(link_tracks(frames, reidentify_within=20)) == 1, "without the cuts B's faces join A's live track"
+    tracks = link_tracks(frames, reidentify_within=20, shot_starts=(5, 10))
+    assert [sorted(t.observations) for t in tracks] == [[0, 1, 2, 3, 4, 10, 11, 12, 13, 14], [5, 6, 7, 8, 9]]
+    assert tracks[0].segments() == [[0, 1, 2, 3, 4], [10, 11, 12, 13, 14]]
+    smoothed = smooth_tracks(tracks, len(frames), strength=0.9)
+    # A stood still in each shot: its smoothed landmarks are exactly its measured ones in both
+    assert all(np.allclose(smoothed[f][0].landmarks, frames[f][0].landmarks) for f in (4, 10))
+    crops = torch.stack([torch.full((2, 2, 3), float(f)) for f in range(len(frames))])
+    blended = blend_along_tracks(crops, [(f, tracks[0].id if f not in range(5, 10) else tracks[1].id) for f in range(len(frames))], 0.5, (5, 10))
+    assert blended[10].eq(10.0).all() and blended[5].eq(5.0).all() and blended[11].lt(11.0).all()
