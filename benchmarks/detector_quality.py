@@ -1,5 +1,6 @@
-"""Detector quality on real faces: the built-in Haar cascade, the built-in MTCNN and RetinaFace (where
-its weights are in the models folder), each through the pack's own detection path.
+"""Detector quality on real faces: the built-in Haar cascade, MTCNN and RetinaFace MobileNet-0.25, and
+the downloaded RetinaFace files (where they are in the models folder), each through the pack's own
+detection path.
 
 - landmark error: FFHQ-aligned real faces (../shared/images/aligned, and their mirror images) under
   random similarity transforms, so the true five landmarks are the FFHQ template moved by the known
@@ -9,7 +10,7 @@ its weights are in the models folder), each through the pack's own detection pat
 - frames with a face on the four clips of ../shared/videos;
 - time per whole photo (median), this machine.
 
-    python benchmarks/detector_quality.py [--per-image 5] [--seed 0] [--frames N] [--models-dir DIR]
+    python benchmarks/detector_quality.py [--per-image 5] [--seed 0] [--frames N] [--models-dir DIR] [--detectors A,B]
 """
 from __future__ import annotations
 
@@ -31,9 +32,9 @@ from pack_import import import_pack, shared_dir  # noqa: E402
 
 import_pack()
 from diffusion_face_restore import runtime  # noqa: E402
-from diffusion_face_restore.restore.faces import HAAR, MTCNN, detector_check, make_detector  # noqa: E402
+from diffusion_face_restore.restore.faces import HAAR, MTCNN, RETINAFACE_BUILTIN, detector_check, make_detector  # noqa: E402
 
-DETECTORS = (HAAR, MTCNN, "retinaface_resnet50")
+DETECTORS = (HAAR, MTCNN, RETINAFACE_BUILTIN, "retinaface_mobile0.25", "retinaface_resnet50")
 MIN_SCORE = 0.8  # FaceDetect's default min_confidence
 
 
@@ -69,6 +70,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--frames", type=int, default=None, help="at most this many frames of each clip")
     parser.add_argument("--models-dir", help="where RetinaFace's weights are (models/facedetection)")
+    parser.add_argument("--detectors", help=f"comma-separated, of: {', '.join(DETECTORS)} (default: all)")
     args = parser.parse_args()
     shared = shared_dir()
     if shared is None:
@@ -79,7 +81,7 @@ def main():
     photos = {os.path.basename(p): np.array(Image.open(p).convert("RGB")) for p in sorted(glob.glob(os.path.join(shared, "images", "whole", "*")))}
     clips = sorted(glob.glob(os.path.join(shared, "videos", "*.mp4")))
     rows = []
-    for name in DETECTORS:
+    for name in args.detectors.split(",") if args.detectors else DETECTORS:
         if detector_check(name) is not True:
             print(f"{name}: skipped ({detector_check(name)})")
             continue

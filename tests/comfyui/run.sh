@@ -43,7 +43,7 @@ python3 "$harness/comfy_run.py" --pack "$pack" \
   --models-dir "$out/inputs/models" \
   --prompt "$here/face_pipeline_api.json" --prompt "$here/no_face_api.json" --prompt "$here/mtcnn_api.json" \
   --prompt "$here/retinaface_parsing_api.json" --prompt "$here/difface_api.json" --prompt "$here/difface_fast_api.json" \
-  --prompt "$here/dr2_hybrid_api.json" \
+  --prompt "$here/dr2_hybrid_api.json" --prompt "$here/retinaface_builtin_api.json" \
   --prompt "$here/dr_bfr_api.json" --prompt "$here/video_dr2_api.json" \
   "${workflows[@]}" --out "$out/results" --summary "$out/results/summary.json"
 # the restored clip keeps the input's frame count, size, fps and sound
@@ -66,6 +66,13 @@ from PIL import Image
 crops = glob.glob(f"{sys.argv[1]}/prompt_mtcnn_api_outputs/api_mtcnn_crops*.png")
 assert len(crops) == 1 and np.asarray(Image.open(crops[0])).std() > 20, crops
 print("MTCNN found the face:", crops[0])
+# the built-in RetinaFace (weights in the pack too): the astronaut's face in FaceDetect, and one face in
+# every frame of the clip through FaceTrack and FaceTemporalBlend
+crops = glob.glob(f"{sys.argv[1]}/prompt_retinaface_builtin_api_outputs/api_retinaface_builtin_crops*.png")
+assert len(crops) == 1 and np.asarray(Image.open(crops[0])).std() > 20, crops
+tracked = glob.glob(f"{sys.argv[1]}/prompt_retinaface_builtin_api_outputs/api_retinaface_builtin_track_crops*.png")
+assert len(tracked) == source[0] and all(np.asarray(Image.open(c)).std() > 20 for c in tracked), tracked
+print("the built-in RetinaFace found the face and tracked it through", len(tracked), "frames")
 PY
 # dfr.py batch --workflow: every template, copies using the built-in MTCNN (the random-weight
 # RetinaFace here finds no face), the DR-BFR template with 3 KSampler steps (not 30) and the DR-BFR
