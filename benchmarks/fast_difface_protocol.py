@@ -96,8 +96,7 @@ class Protocol:
         self.device = device
         self.basis = prior.basis
         # the exact posterior's samples are drawn from a CPU generator: that part runs on the CPU
-        self.cpu_prior = GaussianMixturePrior(*(t.cpu() if torch.is_tensor(t) else t for t in
-                                                (prior.means, prior.basis, prior.variances, prior.floor, prior.weights, prior.shape)))
+        self.cpu_prior = prior.to("cpu")
 
     def draws(self, seed: int):
         return randn_like_from(torch.Generator().manual_seed(seed))
@@ -178,9 +177,7 @@ def main():
     spacings = args.spacings.split(",")
     levels = NoiseLevels()
     mixture = real_faces(shared, args.size).double() / 127.5 - 1
-    prior = GaussianMixturePrior.fit(mixture).to(dtype)
-    prior = GaussianMixturePrior(*(t.to(device) if torch.is_tensor(t) else t for t in
-                                   (prior.means, prior.basis, prior.variances, prior.floor, prior.weights, prior.shape)))
+    prior = GaussianMixturePrior.fit(mixture).to(device, dtype)
     faces, names = clip_faces(shared, args.size, args.faces_per_clip)
     starts = start_points(faces, levels)
     protocol = Protocol(prior, levels, args.samples, args.eta, device)

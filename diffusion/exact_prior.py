@@ -44,9 +44,10 @@ class GaussianMixturePrior:
         weights = torch.full((faces.shape[0],), 1.0 / faces.shape[0], dtype=torch.float64)
         return cls(flat, vh[:rank].T.contiguous(), variances, floor, weights, tuple(faces.shape[1:]))
 
-    def to(self, dtype: torch.dtype) -> "GaussianMixturePrior":
-        return GaussianMixturePrior(self.means.to(dtype), self.basis.to(dtype), self.variances.to(dtype), self.floor,
-                                    self.weights.to(dtype), self.shape)
+    def to(self, *args, **kwargs) -> "GaussianMixturePrior":
+        """The prior with its tensors moved or cast as Tensor.to(*args, **kwargs) does (a dtype, a device, both)."""
+        return GaussianMixturePrior(self.means.to(*args, **kwargs), self.basis.to(*args, **kwargs), self.variances.to(*args, **kwargs),
+                                    self.floor, self.weights.to(*args, **kwargs), self.shape)
 
     # --- at a noise level: alpha, sigma -----------------------------------------------------------
     def _apply(self, v: torch.Tensor, along_basis: torch.Tensor, elsewhere: float) -> torch.Tensor:

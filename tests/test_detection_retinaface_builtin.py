@@ -62,7 +62,7 @@ def test_the_shipped_tensors_are_the_onnx_initialisers(onnx_file):
         prefix, folded = convert.pack_prefix(name)
         assert torch.equal(shipped[f"{prefix}.weight"], torch.from_numpy(np.array(weight))), name
         if folded:
-            norm = prefix[:-1] + str(int(prefix[-1]) + 1)
+            norm = convert.batch_norm_prefix(prefix)
             assert torch.equal(shipped[f"{norm}.bias"], torch.from_numpy(np.array(bias))), name
             assert torch.equal(shipped[f"{norm}.weight"], torch.ones(len(bias)))
             assert torch.equal(shipped[f"{norm}.running_mean"], torch.zeros(len(bias)))

@@ -97,6 +97,12 @@ def pack_prefix(node_name: str) -> tuple[str, bool] | None:
     raise ValueError(f"unexpected convolution {node_name} in the ONNX network")
 
 
+def batch_norm_prefix(conv_prefix: str) -> str:
+    """The key prefix of the batch norm after a conv_bn convolution (models/retinaface.py: .0 -> .1, .3 -> .4)."""
+    parent, index = conv_prefix.rsplit(".", 1)
+    return f"{parent}.{int(index) + 1}"
+
+
 def converted_state_dict(data: bytes) -> dict[str, torch.Tensor]:
     """The ONNX network's tensors in the pack's RetinaFace layout (see the module docstring)."""
     state = {}
@@ -113,7 +119,7 @@ def converted_state_dict(data: bytes) -> dict[str, torch.Tensor]:
         if not folded:
             state[f"{prefix}.bias"] = torch.from_numpy(bias.astype(np.float32))
             continue
-        norm = prefix.rsplit(".", 1)[0] + "." + str(int(prefix.rsplit(".", 1)[1]) + 1)
+        norm = batch_norm_prefix(prefix)
         channels = weight.shape[0]
         state[f"{norm}.weight"] = torch.ones(channels)
         state[f"{norm}.bias"] = torch.from_numpy(bias.astype(np.float32))
