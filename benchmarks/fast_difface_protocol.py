@@ -21,7 +21,8 @@ the seed spread (the mean over faces of the standard deviation across seeds). A 
 official* when its mean is within the official 100 calls' mean plus one standard error.
 
     python benchmarks/fast_difface_protocol.py [--size 32] [--samples 400] [--seeds 3] [--eta 0.5]
-        [--calls 5,6,8,10,15,20] [--spacings uniform t,karras,log-SNR] [--device cuda] [--json out.json]
+        [--calls 5,6,8,10,15,20] [--samplers dpm++ 2m sde,sa-solver] [--spacings uniform t,karras,log-SNR] [--device cuda]
+        [--json out.json]
 """
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ from diffusion_face_restore.diffusion.difface import randn_like_from  # noqa: E4
 from diffusion_face_restore.diffusion.exact_prior import (  # noqa: E402
     GaussianMixturePrior, frechet_distance, official_ddim_schedule, sample_moments,
 )
-from diffusion_face_restore.diffusion.samplers import sample_ddim, sample_dpmpp_2m_sde, sde_noise_fraction  # noqa: E402
+from diffusion_face_restore.diffusion.fast_solvers import FAST_SAMPLERS, sample_fast, solver_timesteps  # noqa: E402
+from diffusion_face_restore.diffusion.samplers import sample_ddim, sde_noise_fraction  # noqa: E402
 from diffusion_face_restore.diffusion.schedule import SPACINGS, NoiseLevels  # noqa: E402
 from diffusion_face_restore.restore.faces import DEFAULT_DETECTOR, detect_faces  # noqa: E402
 from diffusion_face_restore.restore.pipelines import FAST_DIFFACE_SAMPLER  # noqa: E402
@@ -111,10 +113,11 @@ class Protocol:
         return self.moments(sample_ddim(self.denoise, self.chains(start), official_ddim_schedule(T_START, calls), calls - 1, self.eta,
                                         self.draws(seed), clip=False))
 
-    def sde(self, start, calls: int, spacing: str, seed: int):
-        ts = self.levels.timesteps(T_START, calls, spacing)
-        return self.moments(sample_dpmpp_2m_sde(self.denoise, self.chains(start), self.levels, ts, self.draws(seed),
-                                                sde_noise_fraction(self.eta), clip=False))
+    def fast(self, start, sampler: str, calls: int, spacing: str, seed: int, ts: list | None = None):
+        """The moments of `sampler`'s end points for `calls` calls on the node's grid for `spacing` (or on ts)."""
+        ts = ts if ts is not None else solver_timesteps(sampler, self.levels, T_START, calls, spacing, self.eta)
+        return self.moments(sample_fast(sampler, self.denoise, self.chains(start), self.levels, ts, self.eta, self.draws(seed),
+                                        clip=False, calls=calls))
 
     def target_and_floor(self, start):
         """The official sampler's limit at this eta (moments) and the distance of an independent
@@ -165,6 +168,7 @@ def main():
     parser.add_argument("--faces-per-clip", type=int, default=3)
     parser.add_argument("--calls", default="5,6,8,10,15,20")
     parser.add_argument("--spacings", default=",".join(SPACINGS))
+    parser.add_argument("--samplers", default="dpm++ 2m sde", help=f"comma-separated, of {', '.join(FAST_SAMPLERS[1:])}")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     parser.add_argument("--json", help="write every distance (face x seed) here")
@@ -175,6 +179,7 @@ def main():
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     calls = [int(n) for n in args.calls.split(",")]
     spacings = args.spacings.split(",")
+    settings = [(sampler, spacing) for sampler in args.samplers.split(",") for spacing in spacings]
     levels = NoiseLevels()
     mixture = real_faces(shared, args.size).double() / 127.5 - 1
     prior = GaussianMixturePrior.fit(mixture).to(device, dtype)
@@ -186,16 +191,17 @@ def main():
           flush=True)
     seeds = range(args.seeds)
     results: dict[str, dict[int, np.ndarray]] = {"official DDIM": {OFFICIAL_CALLS: np.zeros((len(names), args.seeds))}}
-    for spacing in spacings:
-        results[f"dpm++ 2m sde, {spacing}"] = {n: np.zeros((len(names), args.seeds)) for n in calls}
+    for sampler, spacing in settings:
+        results[f"{sampler}, {spacing}"] = {n: np.zeros((len(names), args.seeds)) for n in calls}
     floor = np.zeros(len(names))
     for f, start in enumerate(starts):
         target, floor[f] = protocol.target_and_floor(start)
         for s in seeds:
             results["official DDIM"][OFFICIAL_CALLS][f, s] = frechet_distance(*protocol.ddim(start, OFFICIAL_CALLS, 1000 + s), *target)
-            for spacing in spacings:
+            for sampler, spacing in settings:
                 for n in calls:
-                    results[f"dpm++ 2m sde, {spacing}"][n][f, s] = frechet_distance(*protocol.sde(start, n, spacing, 2000 + s), *target)
+                    results[f"{sampler}, {spacing}"][n][f, s] = frechet_distance(*protocol.fast(start, sampler, n, spacing, 2000 + s),
+                                                                                 *target)
         print(f"face {f + 1}/{len(names)} ({names[f]}) done", flush=True)
     selection = [i for i, name in enumerate(names) if name in SELECTION]
     report = [i for i, name in enumerate(names) if name not in SELECTION]

@@ -30,7 +30,8 @@ from diffusion_face_restore.degradations.camera_path import camera_path, render_
 from diffusion_face_restore.degradations.synthetic import DegradationParams, degrade_batch  # noqa: E402
 from diffusion_face_restore.diffusion.dr2 import prepare_guide  # noqa: E402
 from diffusion_face_restore.diffusion.lowpass import LowPass  # noqa: E402
-from diffusion_face_restore.diffusion.samplers import best_spacing, q_sample  # noqa: E402
+from diffusion_face_restore.diffusion.fast_solvers import best_spacing  # noqa: E402
+from diffusion_face_restore.diffusion.samplers import q_sample  # noqa: E402
 from diffusion_face_restore.diffusion.schedule import NoiseLevels, Schedule  # noqa: E402
 from diffusion_face_restore.restore.faces import detect_faces, detection_previews, paste_back, track_faces  # noqa: E402
 from diffusion_face_restore.restore.pipelines import DR2_FAST_CALLS, FAST_DIFFACE_SAMPLER, FAST_DR2_SAMPLER  # noqa: E402

@@ -51,8 +51,9 @@ from diffusion_face_restore.diffusion.exact_prior import (  # noqa: E402
     face_reference_problem, frechet_distance, official_ddim_schedule, sample_moments,
 )
 from diffusion_face_restore.diffusion.lowpass import LowPass  # noqa: E402
+from diffusion_face_restore.diffusion.fast_solvers import best_spacing, sample_fast  # noqa: E402
 from diffusion_face_restore.diffusion.samplers import (  # noqa: E402
-    best_spacing, q_sample, sample_ddim, sample_dpmpp_2m, sample_dpmpp_2m_sde, sample_dr2, sample_fast, sde_noise_fraction,
+    q_sample, sample_ddim, sample_dpmpp_2m, sample_dpmpp_2m_sde, sample_dr2, sde_noise_fraction,
 )
 from diffusion_face_restore.diffusion.schedule import SPACINGS, NoiseLevels, Schedule  # noqa: E402
 from diffusion_face_restore.restore.pipelines import FAST_DIFFACE_SAMPLER  # noqa: E402

@@ -196,7 +196,8 @@ def exact_prior_flicker(clip: torch.Tensor, detector, size: int = 64):
     from diffusion_face_restore.diffusion.difface import crops_to_tensor, seeded_noise, x0_to_crops
     from diffusion_face_restore.diffusion.exact_prior import GaussianMixturePrior
     from diffusion_face_restore.diffusion.lowpass import LowPass
-    from diffusion_face_restore.diffusion.samplers import sample_dr2, sample_fast
+    from diffusion_face_restore.diffusion.fast_solvers import sample_fast
+    from diffusion_face_restore.diffusion.samplers import sample_dr2
     from diffusion_face_restore.diffusion.schedule import NoiseLevels, Schedule
     from diffusion_face_restore.training.evaluation import real_faces
 

@@ -138,6 +138,14 @@ def data_prediction(denoise: Denoiser, x: torch.Tensor, t, levels: NoiseLevels, 
     return x0.clamp(-1.0, 1.0) if clip else x0
 
 
+def reported_prediction(denoise: Denoiser, x: torch.Tensor, i: int, t, levels: NoiseLevels, clip: bool, callback) -> torch.Tensor:
+    """A solver's network call: the data prediction at (x, t), handed to the callback as call i."""
+    denoised = data_prediction(denoise, x, t, levels, clip)
+    if callback is not None:
+        callback({"i": i, "t": t, "x": x, "denoised": denoised})
+    return denoised
+
+
 def sample_dpmpp_2m(denoise: Denoiser, x: torch.Tensor, levels: NoiseLevels, ts: list, clip: bool = True, callback=None) -> torch.Tensor:
     """DPM-Solver++(2M), Lu et al. (2022), Algorithm 2: the multistep second-order solver of the
     probability-flow ODE in data prediction, stepping in log-SNR lambda:
@@ -148,9 +156,7 @@ def sample_dpmpp_2m(denoise: Denoiser, x: torch.Tensor, levels: NoiseLevels, ts:
     """
     previous, h_previous = None, None
     for i, t in enumerate(ts):
-        denoised = data_prediction(denoise, x, t, levels, clip)
-        if callback is not None:
-            callback({"i": i, "t": t, "x": x, "denoised": denoised})
+        denoised = reported_prediction(denoise, x, i, t, levels, clip, callback)
         if i == len(ts) - 1:
             return denoised
         _, sigma, lam = levels.alpha_sigma_lambda(t)
@@ -184,9 +190,7 @@ def sample_dpmpp_2m_sde(
     nu = noise_fraction
     previous, h_previous = None, None
     for i, t in enumerate(ts):
-        denoised = data_prediction(denoise, x, t, levels, clip)
-        if callback is not None:
-            callback({"i": i, "t": t, "x": x, "denoised": denoised})
+        denoised = reported_prediction(denoise, x, i, t, levels, clip, callback)
         if i == len(ts) - 1:
             return denoised
         _, sigma, lam = levels.alpha_sigma_lambda(t)
@@ -217,32 +221,3 @@ def sde_noise_fraction(eta: float) -> float:
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta {eta} is outside 0..1 (0: deterministic, 0.5: DifFace's DDIM, 1: DDPM)")
     return float(eta) ** 2
-
-
-FAST_SAMPLERS = ("dpm++ 2m", "dpm++ 2m sde")
-
-
-def best_spacing(sampler: str, eta: float) -> str:
-    """The spacing that measured best on the exact reference at 64 px (benchmarks/sampler_accuracy.py):
-    Karras' for the deterministic solver (dpm++ 2m, or the SDE solver at eta 0, which is the same
-    solver), evenly in t for the stochastic one at eta > 0 (it spends more calls at high noise than
-    Karras'; at 32 px Karras' won for the SDE too, so the choice follows the larger size)."""
-    if sampler not in FAST_SAMPLERS:
-        raise ValueError(f"unknown sampler '{sampler}' (choose one of {', '.join(FAST_SAMPLERS)})")
-    return "uniform t" if sampler == "dpm++ 2m sde" and eta > 0 else "karras"
-
-
-def sample_fast(
-    sampler: str, denoise: Denoiser, x: torch.Tensor, levels: NoiseLevels, ts: list, eta: float, noise: NoiseSource,
-    clip: bool = True, callback=None,
-) -> torch.Tensor:
-    """One of FAST_SAMPLERS from x at ts[0] to the clean image: len(ts) network calls.
-
-    eta is DDIM's (DifFace's 0.5 by default): dpm++ 2m sde samples what DDIM(eta) samples in its many-
-    step limit (noise fraction eta^2); dpm++ 2m is the deterministic solver (DDIM(0)'s limit, eta unused).
-    """
-    if sampler == "dpm++ 2m":
-        return sample_dpmpp_2m(denoise, x, levels, ts, clip, callback)
-    if sampler == "dpm++ 2m sde":
-        return sample_dpmpp_2m_sde(denoise, x, levels, ts, noise, sde_noise_fraction(eta), clip, callback)
-    raise ValueError(f"unknown sampler '{sampler}' (choose one of {', '.join(FAST_SAMPLERS)})")

@@ -135,7 +135,10 @@ class NoiseLevels:
         return float(np.sqrt(abar)), float(np.sqrt(1.0 - abar)), float(0.5 * (np.log(abar) - np.log1p(-abar)))
 
     def t_for_lambda(self, lam):
-        return np.interp(lam, self.lambdas[::-1], self.timesteps_all[::-1])
+        """The t whose lambda is lam: the exact inverse of alpha_sigma_lambda (abar = sigmoid(2 lambda),
+        log abar interpolated linearly in t)."""
+        log_alpha_bar = -np.log1p(np.exp(-2.0 * np.asarray(lam, dtype=np.float64)))
+        return np.interp(log_alpha_bar, self.log_alphas_cumprod[::-1], self.timesteps_all[::-1])
 
     def timesteps(self, t_start: float, calls: int, spacing: str = "log-SNR", integer: bool = True) -> list:
         """`calls` timesteps from t_start down to 0 (both included), spread by `spacing`: evenly in

@@ -137,8 +137,8 @@ class DR2GuidedSampler:
                     "Ignored with a DifFaceInit state (it starts at K).")}),
                 "eta": ("FLOAT", {"default": SAMPLER_DEFAULTS["eta"], "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": (
                     "Randomness of DifFace's reverse process (used without a guide), DDIM's eta for every sampler: "
-                    "0.5 = the paper's, 0 = deterministic, 1 = DDPM (samples the prior's posterior). dpm++ 2m sde "
-                    "samples the same distribution as the official DDIM at this eta (its SDE gets eta^2 of the "
+                    "0.5 = the paper's, 0 = deterministic, 1 = DDPM (samples the prior's posterior). The stochastic "
+                    "few-step samplers sample the same distribution as the official DDIM at this eta (their SDE gets eta^2 of the "
                     "reverse SDE's noise). Ignored by dpm++ 2m (always 0) and with a guide.")}),
                 "respacing": (["auto"] + RESPACINGS, {"default": SAMPLER_DEFAULTS["respacing"], "tooltip": (
                     "auto: the state's respacing, else DR2's 100 steps. Fewer steps are faster.")}),
@@ -154,17 +154,18 @@ class DR2GuidedSampler:
                 "sampler": (list(SAMPLER_CHOICES), {"default": SAMPLER_DEFAULTS["sampler"], "tooltip": (
                     "official: the papers' loops, bit for bit (DifFace: DDIM, K UNet calls, 100 by default; DR2: "
                     "omega - tau + 1 calls). With only a DifFaceInit state, the few-step solvers cost 'steps' UNet "
-                    "calls and reproduce the official DDIM's own many-step result at the same eta: dpm++ 2m sde "
-                    "(stochastic) or dpm++ 2m (deterministic, eta 0). On the exact reference over 12 held-out faces "
+                    "calls and reproduce the official DDIM's own many-step result at the same eta: dpm++ 2m sde, "
+                    "dpm++ 3m sde, sa-solver, er-sde, seeds-2 (stochastic) or dpm++ 2m (deterministic, eta 0). On the "
+                    "exact reference over 12 held-out faces "
                     "(README), dpm++ 2m sde needs 20 calls to match the official 100 steps at eta 0.5; 8 calls land "
                     "1.6-2.9x as far from DDIM's own limit.")}),
                 "steps": ("INT", {"default": SAMPLER_DEFAULTS["steps"], "min": 1, "max": 400, "tooltip": (
-                    "UNet calls of the dpm++ samplers, from K to the clean face. 20: as close to the official DDIM's "
+                    "UNet calls of the few-step samplers, from K to the clean face. 20: as close to the official DDIM's "
                     "own many-step result as its 100 steps at eta 0.5 (README's protocol); 8 (the fast template): "
                     "close, 1.6-2.9x as far. Ignored by official.")}),
                 "spacing": (["auto"] + list(SPACINGS), {"default": SAMPLER_DEFAULTS["spacing"], "tooltip": (
-                    "Where the dpm++ samplers spend their calls between K and 0: auto = the measured best (uniform t "
-                    "for dpm++ 2m sde at eta > 0, karras for dpm++ 2m and eta 0), or evenly in log-SNR, evenly in t, "
+                    "Where the few-step samplers spend their calls between K and 0: auto = the measured best (uniform t "
+                    "for the stochastic ones at eta > 0, karras for dpm++ 2m and eta 0), or evenly in log-SNR, evenly in t, "
                     "Karras' rho = 7.")}),
                 "faces": (FACES, {"tooltip": "FaceTrack's faces of the guide crops: their track ids, for same_noise_per_person."}),
                 "same_noise_per_person": ("BOOLEAN", {"default": False, "tooltip": (

@@ -17,7 +17,8 @@ from .. import runtime
 from ..diffusion.difface import DRAW_CONVENTIONS, DiffusionState, difface_init, seeded_noise, x0_to_crops
 from ..diffusion.dr2 import automatic_omega, check_steps, prepare_guide, settings_for_severity
 from ..diffusion.lowpass import LowPass, check_lowpass_factor
-from ..diffusion.samplers import FAST_SAMPLERS, best_spacing, sample_ddim, sample_dr2, sample_fast
+from ..diffusion.fast_solvers import FAST_SAMPLERS, network_calls, sample_fast, solver_timesteps
+from ..diffusion.samplers import sample_ddim, sample_dr2
 from ..diffusion.schedule import NoiseLevels, Schedule
 from ..face.faces import FaceSet
 from ..face.image import check_finite, check_image_batch
@@ -170,13 +171,14 @@ def _run_official(prior, schedule, noise, N, tau, omega, eta, guide, state) -> t
 def _run_fast(prior, schedule, noise, sampler, steps, spacing, eta, state) -> torch.Tensor:
     """DifFace's reverse process with a few-step solver from x exactly at K's timestep (no off-by-one)."""
     levels = NoiseLevels()
-    ts = levels.timesteps(int(schedule.timestep_map[state.step]), int(steps), best_spacing(sampler, eta) if spacing == "auto" else spacing)
+    calls = int(steps)
+    ts = solver_timesteps(sampler, levels, int(schedule.timestep_map[state.step]), calls, spacing, eta)
     denoise = prior.denoiser(len(state))
-    progress = runtime.Progress(len(ts), sampler)
-    log.info("DR2GuidedSampler: %s, %d UNet calls at t = %s", sampler, len(ts), ts)
+    progress = runtime.Progress(network_calls(sampler, ts, calls), sampler)
+    log.info("DR2GuidedSampler: %s, %d UNet calls, grid t = %s", sampler, network_calls(sampler, ts, calls), ts)
     with torch.no_grad():
         return sample_fast(sampler, denoise, state.x.to(prior.managed.device), levels, ts, eta, noise,
-                           callback=progress_callback(progress))
+                           callback=progress_callback(progress), calls=calls)
 
 
 def _adaptive(prior, seed, guide, state, degradation, schedule, tracks=None) -> torch.Tensor:

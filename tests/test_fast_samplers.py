@@ -10,9 +10,8 @@ import torch
 from testdata import SHARED, shared_path
 from diffusion_face_restore.diffusion.difface import randn_like_from
 from diffusion_face_restore.diffusion.exact_prior import face_reference_problem, frechet_distance, official_ddim_schedule, sample_moments
-from diffusion_face_restore.diffusion.samplers import (
-    best_spacing, ddim_step, sample_ddim, sample_dpmpp_2m, sample_dpmpp_2m_sde, sample_fast, sde_noise_fraction,
-)
+from diffusion_face_restore.diffusion.fast_solvers import best_spacing, grid_points, sample_fast
+from diffusion_face_restore.diffusion.samplers import ddim_step, sample_ddim, sample_dpmpp_2m, sample_dpmpp_2m_sde, sde_noise_fraction
 from diffusion_face_restore.diffusion.schedule import NoiseLevels
 from diffusion_face_restore.training.evaluation import real_faces
 
@@ -155,6 +154,11 @@ def test_fast_samplers_in_the_node_repeat_with_the_seed_and_cost_steps_calls(dif
     assert torch.equal(first, again), "the state's seed fixes every draw"
     other, _ = DifFaceInit().init(prior, crops, 10, 100, "ddim250")
     assert not torch.allclose(first, sampler.sample(prior, 0, 4, 22, 0, 1.0, "auto", "dpm++ 2m sde", 6, "auto", state=other)[1])
+    for name in ("dpm++ 3m sde", "sa-solver", "er-sde", "seeds-2"):
+        for budget in (5, 6):
+            calls.clear()
+            sampler.sample(prior, 0, 4, 22, 0, 0.5, "auto", name, budget, "uniform t", state=state)
+            assert len(calls) == budget and calls[0] == 400 and calls[-1] == 0, (name, budget, calls)
     ode = sampler.sample(prior, 0, 4, 22, 0, 0.7, "auto", "dpm++ 2m", 6, "auto", state=state)[1]
     assert torch.equal(ode, sampler.sample(prior, 0, 4, 22, 0, 0.0, "auto", "dpm++ 2m", 6, "auto", state=state)[1]), "the ODE ignores eta"
     with pytest.raises(ValueError, match="DR2's guided loop"):
@@ -164,3 +168,123 @@ def test_fast_samplers_in_the_node_repeat_with_the_seed_and_cost_steps_calls(dif
     assert fast_prior.memory_format == torch.channels_last
     close = sampler.sample(fast_prior, 0, 4, 22, 0, 1.0, "auto", "dpm++ 2m sde", 6, "auto", state=state)[1]
     assert float((close - first).abs().max()) < 1e-3
+
+
+STOCHASTIC_SOLVERS = {"dpm++ 2m sde": 2, "dpm++ 3m sde": 3, "sa-solver": 4, "er-sde": 2, "seeds-2": 2}
+
+
+def grid_with_gentle_start(levels, intervals: int) -> list:
+    """About `intervals` equal steps in log-SNR from t = 400 to 0, the first ones shrunk to h^2/span and
+    doubling up to h: a multistep solver starts with lower-order steps, and these keep their error
+    below h^3 so that the grid measures the solver's own order. Fractional timesteps."""
+    lam_start, lam_end = levels.alpha_sigma_lambda(400)[2], float(levels.lambdas[0])
+    span = lam_end - lam_start
+    h = span / intervals
+    steps, step = [], h * h / span
+    while step < h:
+        steps.append(step)
+        step *= 2
+    rest = span - sum(steps)
+    steps += [rest / round(rest / h)] * round(rest / h)
+    ts = [float(levels.t_for_lambda(lam)) for lam in lam_start + np.concatenate([[0.0], np.cumsum(steps)])]
+    ts[0], ts[-1] = 400.0, 0.0
+    return ts
+
+
+def test_every_stochastic_solver_at_eta_0_converges_to_the_exact_ode_at_its_order(problem):
+    """The deterministic limit (eta 0) of each solver against the probability-flow ODE solved with 8192
+    steps. Measured orders: 2M SDE 2.0, 3M SDE 3.0-3.1, SA-Solver (predictor 3, corrector 4) 3.7-4.2,
+    ER-SDE 2.1, SEEDS-2 1.9-2.0 (k-diffusion's 3M weighting of the curvature term measured 2.0)."""
+    levels, den, x = problem.levels, problem.denoiser, problem.x_start[:1]
+    reference = sample_dpmpp_2m(den, x, levels, levels.timesteps(400, 8192, "karras", integer=False), clip=False)
+    for sampler, order in STOCHASTIC_SOLVERS.items():
+        errors = [float((sample_fast(sampler, den, x, levels, grid_with_gentle_start(levels, n), 0.0, None, clip=False) - reference)
+                        .pow(2).mean().sqrt()) for n in (20, 40, 80)]
+        orders = [math.log2(errors[i] / errors[i + 1]) for i in range(2)]
+        assert errors[0] > errors[1] > errors[2] and min(orders) > order - 0.35, (sampler, errors, orders)
+
+
+def test_every_stochastic_solver_at_eta_1_samples_the_exact_posterior(problem):
+    """At eta 1 and many calls (61) each solver's end points from one x_400 are samples of p(x0 | x_400):
+    their Frechet distance to its closed-form moments is what exact posterior samples score (0.60 here).
+    The higher-order multistep solvers need that many at eta 1: their differences of predictions made
+    at noisy points are noisy (31 calls: 3M SDE 1.09, SA-Solver 1.82; 61: 0.59, 0.63; 121: 0.55, 0.55)."""
+    levels, prior, den = problem.levels, problem.prior, problem.denoiser
+    alpha, sigma, _ = levels.alpha_sigma_lambda(400)
+    samples = 400
+    face = problem.x_start[:1].float()
+    x = face.expand(samples, -1, -1, -1).contiguous()
+    exact = prior.posterior_moments_in_basis(face.reshape(-1).double(), alpha, sigma)
+    far = []
+    for sampler in STOCHASTIC_SOLVERS:
+        ts = levels.timesteps(400, grid_points(sampler, 61), "uniform t")
+        out = sample_fast(sampler, den, x, levels, ts, 1.0, randn_like_from(torch.Generator().manual_seed(4)), clip=False, calls=61)
+        far.append(frechet_distance(*sample_moments(out.reshape(samples, -1).double() @ prior.basis), *exact))
+    assert max(far) < 1.2, dict(zip(STOCHASTIC_SOLVERS, far))
+
+
+def point_mass_denoiser(levels, face: torch.Tensor):
+    """The exact network of a prior that is one face: epsilon = (x - alpha face) / sigma (and 3 unused
+    variance channels). Its data prediction is the face wherever x is."""
+    def denoise(x, t):
+        alpha, sigma, _ = levels.alpha_sigma_lambda(t)
+        eps = (x - alpha * face) / sigma
+        return torch.cat([eps, torch.zeros_like(eps)], 1)
+    return denoise
+
+
+@pytest.mark.parametrize("eta", [0.5, 1.0])
+def test_where_the_prediction_never_changes_every_solver_takes_the_exact_sde_step(problem, eta):
+    """With a prediction that does not move, every higher-order term vanishes and each solver's step
+    from t to s must be the reverse SDE's exact transition at nu = eta^2, the first-order step whose
+    coefficients are DDIM(eta)'s (test above):
+        mean_s = (sigma_s / sigma_t) e^{-nu h} mean_t + alpha_s (1 - e^{-(1+nu) h}) face
+        var_s  = (sigma_s / sigma_t)^2 e^{-2 nu h} var_t + sigma_s^2 (1 - e^{-2 nu h})
+    The mean comes from a run with zero draws; the variance from one run per draw (that draw 1, the
+    others 0), the response at each grid point squared and summed (SEEDS-2 draws twice per interval)."""
+    levels = problem.levels
+    face = problem.x_start[:1].double().clamp(-1, 1)
+    x = problem.x_start[1:2].double()
+    ts = [400, 330, 250, 160, 90, 40, 0]
+    nu = sde_noise_fraction(eta)
+    means, variances = [x], [torch.zeros_like(x)]
+    for t, s in zip(ts, ts[1:]):
+        _, sigma_t, lam_t = levels.alpha_sigma_lambda(t)
+        alpha_s, sigma_s, lam_s = levels.alpha_sigma_lambda(s)
+        h = lam_s - lam_t
+        decay = sigma_s / sigma_t * math.exp(-nu * h)
+        means.append(decay * means[-1] + alpha_s * -math.expm1(-(1 + nu) * h) * face)
+        variances.append(decay ** 2 * variances[-1] + sigma_s ** 2 * -math.expm1(-2 * nu * h))
+
+    def path(sampler, draws):
+        seen = {}
+        sample_fast(sampler, point_mass_denoiser(levels, face), x, levels, ts, eta, draws, clip=False,
+                    callback=lambda info: seen.setdefault(info["t"], info["x"]))
+        return [seen[t] for t in ts]
+
+    for sampler in STOCHASTIC_SOLVERS:
+        mean = path(sampler, torch.zeros_like)
+        for got, expected in zip(mean, means):
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)  # the prediction passes float32 (data_prediction)
+        count = 0
+
+        def one_draw(index):
+            def draw(like):
+                nonlocal count
+                count += 1
+                return torch.full_like(like, 1.0 if count - 1 == index else 0.0)
+            return draw
+
+        variance = [torch.zeros_like(x) for _ in ts]
+        index = 0
+        while True:
+            count = 0
+            response = path(sampler, one_draw(index))
+            if index >= count:
+                break
+            for i, (got, centre) in enumerate(zip(response, mean)):
+                variance[i] += (got - centre) ** 2
+            index += 1
+        assert index == (len(ts) - 1) * (2 if sampler == "seeds-2" else 1), (sampler, index)
+        for got, expected in zip(variance, variances):
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
