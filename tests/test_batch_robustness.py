@@ -348,11 +348,15 @@ def stop_after_first_line(command: list[str], out, how: int, timeout: float = 30
 @pytest.mark.parametrize("mode, how", [("workflow", signal.SIGINT), ("pipeline", signal.SIGTERM)])
 def test_a_stopped_batch_says_how_far_it_got_and_resumes(mode, how, reduced_models, tmp_path):
     folder, out = tmp_path / "in", tmp_path / "out"
-    count = 8 if mode == "workflow" else 4  # DR2 takes seconds a photo: fewer to finish on the rerun
+    # the face-crop workflow takes about 0.3 s a photo: 30 leave seconds between the first manifest line
+    # and the last, for the signal to arrive on a loaded machine (with 8 the batch could end first);
+    # DR2 takes seconds a photo: fewer to finish on the rerun
+    count = 30 if mode == "workflow" else 4
     many_photos(folder, count)
     command = [sys.executable, DFR, "batch", "--workflow", FACE_CROP] if mode == "workflow" else [sys.executable, DFR, "batch", "dr2"]
     command += [str(folder), str(out)] + ([] if mode == "workflow" else ["--models-dir", str(reduced_models), *PIPELINE_SETTINGS])
     stopped = stop_after_first_line(command, out, how)
+    assert len(manifest(out)) < count, "the batch ended before the signal arrived: give it more photos"
     assert stopped.returncode == 130 and "Traceback" not in stopped.stderr
     last = stopped.stderr.strip().splitlines()[-1]
     assert last.startswith("stopped: ") and "run the same command again to resume" in last
