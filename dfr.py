@@ -21,7 +21,7 @@ ComfyUI), or `dfr ...` where the package is installed (pip install ".[torch]").
 
     python dfr.py batch PIPELINE INPUT OUTPUT [--download] [--seed S] [--models-dir DIR] [--set KEY=VALUE ...] [--chunk-frames N] [--max-megapixels N]
         Restore a folder of photos (or extracted video frames) without the UI: PIPELINE is difface,
-        difface-fast (8 UNet calls, DifFace's own DDIM(0.5) distribution), dr2, dr2-fast (respacing 25:
+        difface-fast (SEEDS-2, 10 UNet calls: DifFace's own DDIM(0.5) distribution), dr2, dr2-fast (respacing 25:
         6 UNet calls), dr2-p2 (DR2 without Baidu: the P2 prior and GFPGAN) or hybrid,
         with the defaults of its workflow (--set sampler.tau=35, detect.detector=...).
         Resumable: photos whose output exists are skipped. Each photo's seed: S + crc32(file name).

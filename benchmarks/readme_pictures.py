@@ -30,7 +30,7 @@ from diffusion_face_restore.degradations.camera_path import camera_path, render_
 from diffusion_face_restore.degradations.synthetic import DegradationParams, degrade_batch  # noqa: E402
 from diffusion_face_restore.diffusion.dr2 import prepare_guide  # noqa: E402
 from diffusion_face_restore.diffusion.lowpass import LowPass  # noqa: E402
-from diffusion_face_restore.diffusion.fast_solvers import best_spacing  # noqa: E402
+from diffusion_face_restore.diffusion.fast_solvers import solver_timesteps  # noqa: E402
 from diffusion_face_restore.diffusion.samplers import q_sample  # noqa: E402
 from diffusion_face_restore.diffusion.schedule import NoiseLevels, Schedule  # noqa: E402
 from diffusion_face_restore.restore.faces import detect_faces, detection_previews, paste_back, track_faces  # noqa: E402
@@ -180,7 +180,7 @@ def thumbnails(photos: Photos, out: str) -> dict[str, Image.Image]:
     difface_start = ("diffused to K = 100 (t = 400)", diffused(photos.degraded_crop, 512, "ddim250", 100))
     previews, track_crops = tracked_clip(photos)
     fast = FAST_DIFFACE_SAMPLER
-    grid = NoiseLevels().timesteps(400, fast["steps"], best_spacing(fast["sampler"], fast["eta"]))
+    grid = solver_timesteps(fast["sampler"], NoiseLevels(), 400, fast["steps"], "auto", fast["eta"])
     grid_shown = [grid[len(grid) // 3], grid[2 * len(grid) // 3]]
     dr2_respacing = FAST_DR2_SAMPLER["respacing"]
     dr2_fast = Schedule(dr2_respacing)
@@ -194,7 +194,7 @@ def thumbnails(photos: Photos, out: str) -> dict[str, Image.Image]:
         templates.DIFFACE_NAME: ("DifFace", [
             ("degraded photo", degraded_photo), ("aligned crop", degraded_crop), difface_start,
             ("paste mask", to_uint8(paste_mask(photos.degraded)[60:380, 120:440, None].expand(-1, -1, 3)))]),
-        templates.DIFFACE_FAST_NAME: (f"DifFace fast: {len(grid)} UNet calls", [
+        templates.DIFFACE_FAST_NAME: (f"DifFace fast: {fast['steps']} UNet calls", [
             ("degraded crop", degraded_crop), difface_start,
             *[(f"solver grid: t = {t} of 400", diffused(photos.degraded_crop, 512, "1000", t)) for t in grid_shown]]),
         templates.DIFFACE_X2_NAME: ("DifFace, 2x background", [

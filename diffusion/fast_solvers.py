@@ -240,12 +240,19 @@ def _solver(sampler: str) -> FastSolver:
     return SOLVERS[sampler]
 
 
+# the multistep solvers of order 3 and 4 extrapolate their polynomial over the last interval; evenly in t
+# that interval spans most of the log-SNR range and they diverge (the protocol at 32 px: 5 calls, 276 and 334)
+KARRAS_ALWAYS = ("dpm++ 3m sde", "sa-solver")
+
+
 def best_spacing(sampler: str, eta: float) -> str:
-    """The fixed spacing that measured best on the exact reference at 64 px (benchmarks/sampler_accuracy.py):
-    Karras' for the deterministic solver (dpm++ 2m, or a stochastic one at eta 0), evenly in t for the
-    stochastic ones at eta > 0 (they spend more calls at high noise than Karras'; at 32 px Karras' won for
-    the SDE too, so the choice follows the larger size)."""
-    return "uniform t" if _solver(sampler).stochastic and eta > 0 else "karras"
+    """The fixed spacing that measured best on the exact reference at 64 px (benchmarks/sampler_accuracy.py)
+    and under the protocol: Karras' for the deterministic solver (dpm++ 2m, or a stochastic one at eta 0)
+    and for the multistep solvers of order 3 and 4, evenly in t for the other stochastic ones at eta > 0
+    (they spend more calls at high noise than Karras'; at 32 px Karras' won for the 2M SDE on one face,
+    so the choice follows the larger size)."""
+    solver = _solver(sampler)
+    return "uniform t" if solver.stochastic and eta > 0 and sampler not in KARRAS_ALWAYS else "karras"
 
 
 def grid_points(sampler: str, calls: int) -> int:

@@ -156,17 +156,18 @@ class DR2GuidedSampler:
                     "omega - tau + 1 calls). With only a DifFaceInit state, the few-step solvers cost 'steps' UNet "
                     "calls and reproduce the official DDIM's own many-step result at the same eta: dpm++ 2m sde, "
                     "dpm++ 3m sde, sa-solver, er-sde, seeds-2 (stochastic) or dpm++ 2m (deterministic, eta 0). On the "
-                    "exact reference over 12 held-out faces "
-                    "(README), dpm++ 2m sde needs 20 calls to match the official 100 steps at eta 0.5; 8 calls land "
-                    "1.6-2.9x as far from DDIM's own limit.")}),
+                    "exact reference, on faces the settings were not chosen on (README's protocol), seeds-2 with 10 "
+                    "calls (the fast template) matches the official 100 steps at eta 0.5; er-sde and sa-solver come "
+                    "within 2x of them with 6.")}),
                 "steps": ("INT", {"default": SAMPLER_DEFAULTS["steps"], "min": 1, "max": 400, "tooltip": (
-                    "UNet calls of the few-step samplers, from K to the clean face. 20: as close to the official DDIM's "
-                    "own many-step result as its 100 steps at eta 0.5 (README's protocol); 8 (the fast template): "
-                    "close, 1.6-2.9x as far. Ignored by official.")}),
+                    "UNet calls of the few-step samplers, from K to the clean face (seeds-2: two per step). 10 with "
+                    "seeds-2 (the fast template): as close to the official DDIM's own many-step result as its 100 "
+                    "steps at eta 0.5 (README's protocol); fewer: faster, farther. Ignored by official.")}),
                 "spacing": (["auto"] + list(SPACINGS), {"default": SAMPLER_DEFAULTS["spacing"], "tooltip": (
-                    "Where the few-step samplers spend their calls between K and 0: auto = the measured best (uniform t "
-                    "for the stochastic ones at eta > 0, karras for dpm++ 2m and eta 0), or evenly in log-SNR, evenly in t, "
-                    "Karras' rho = 7.")}),
+                    "Where the few-step samplers spend their calls between K and 0: auto = the grid tuned for the "
+                    "sampler and number of calls where one is stored (README), else the measured best (uniform t "
+                    "for 2m sde, er-sde, seeds-2 at eta > 0; karras for 3m sde, sa-solver, dpm++ 2m and eta 0), or "
+                    "evenly in log-SNR, evenly in t, Karras' rho = 7.")}),
                 "faces": (FACES, {"tooltip": "FaceTrack's faces of the guide crops: their track ids, for same_noise_per_person."}),
                 "same_noise_per_person": ("BOOLEAN", {"default": False, "tooltip": (
                     "Video, DR2 (a guide): each face's draws come from this seed and its track id, so one person gets "

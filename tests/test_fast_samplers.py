@@ -149,7 +149,12 @@ def test_fast_samplers_in_the_node_repeat_with_the_seed_and_cost_steps_calls(dif
     sampler = DR2GuidedSampler()
     state, _ = DifFaceInit().init(prior, crops, 9, 100, "ddim250")
     first = sampler.sample(prior, 0, 4, 22, 0, 1.0, "auto", "dpm++ 2m sde", 6, "auto", state=state)[1]
-    assert calls == [400, 320, 240, 160, 80, 0], "6 calls, from x's own timestep (no off-by-one) to 0"
+    from diffusion_face_restore.diffusion.tuned_grids import TUNED_GRIDS
+    tuned = [int(round(400 * fraction)) for fraction in TUNED_GRIDS["dpm++ 2m sde"][6]]
+    assert calls == tuned and tuned[0] == 400 and tuned[-1] == 0, "6 calls on the tuned grid, from x's own timestep (no off-by-one) to 0"
+    calls.clear()
+    sampler.sample(prior, 0, 4, 22, 0, 1.0, "auto", "dpm++ 2m sde", 6, "uniform t", state=state)
+    assert calls == [400, 320, 240, 160, 80, 0]
     again = sampler.sample(prior, 0, 4, 22, 0, 1.0, "auto", "dpm++ 2m sde", 6, "auto", state=state)[1]
     assert torch.equal(first, again), "the state's seed fixes every draw"
     other, _ = DifFaceInit().init(prior, crops, 10, 100, "ddim250")
@@ -288,3 +293,29 @@ def test_where_the_prediction_never_changes_every_solver_takes_the_exact_sde_ste
         assert index == (len(ts) - 1) * (2 if sampler == "seeds-2" else 1), (sampler, index)
         for got, expected in zip(variance, variances):
             torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_spacing_auto_runs_the_tuned_grids_and_every_stored_grid_fits_its_budget():
+    """Every stored grid (diffusion/tuned_grids.py) runs from the start to 0, strictly down, with the
+    points its budget of calls needs; spacing auto takes it at eta > 0 for that (sampler, calls), scaled
+    to another start, and falls back to the fixed spacings elsewhere."""
+    from diffusion_face_restore.diffusion.fast_solvers import FAST_SAMPLERS, solver_timesteps
+    from diffusion_face_restore.diffusion.tuned_grids import TUNED_GRIDS
+
+    levels = NoiseLevels()
+    assert TUNED_GRIDS, "no tuned grids stored"
+    for sampler, grids in TUNED_GRIDS.items():
+        assert sampler in FAST_SAMPLERS
+        for calls, fractions in grids.items():
+            assert fractions[0] == 1.0 and fractions[-1] == 0.0 and list(fractions) == sorted(set(fractions), reverse=True)
+            assert len(fractions) == grid_points(sampler, calls), (sampler, calls)
+            ts = solver_timesteps(sampler, levels, 400, calls, "auto", 0.5)
+            assert ts == [int(round(400 * f)) for f in fractions], (sampler, calls, ts)
+            assert solver_timesteps(sampler, levels, 400, calls, "uniform t", 0.5) == levels.timesteps(400, len(ts), "uniform t")
+            scaled = solver_timesteps(sampler, levels, 200, calls, "auto", 1.0)
+            assert scaled[0] == 200 and scaled[-1] == 0 and len(scaled) == len(ts)
+    assert solver_timesteps("dpm++ 2m", levels, 400, 8, "auto", 0.5) == levels.timesteps(400, 8, "karras")
+    assert solver_timesteps("dpm++ 2m sde", levels, 400, 37, "auto", 0.5) == levels.timesteps(400, 37, "uniform t")
+    assert solver_timesteps("sa-solver", levels, 400, 37, "auto", 0.5) == levels.timesteps(400, 37, "karras")
+    with pytest.raises(ValueError, match="unknown spacing"):
+        solver_timesteps("sa-solver", levels, 400, 8, "cosine", 0.5)
