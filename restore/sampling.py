@@ -34,7 +34,7 @@ RESPACINGS = ["ddim250", "250", "100", "ddim100", "ddim50", "50", "ddim25", "25"
 DIFFACE_START_DEFAULTS = {"start_step": 100, "respacing": "ddim250"}
 # the reverse process: DR2's (N 4, tau 22, omega from the paper's table) and DifFace's (DDIM, eta 0.5)
 SAMPLER_DEFAULTS = {"N": 4, "tau": 22, "omega": 0, "eta": 0.5, "respacing": "auto", "sampler": SAMPLER_CHOICES[0],
-                    "steps": 8, "spacing": "auto"}
+                    "steps": 10, "spacing": "auto"}
 RESTORER_BYTES_PER_FACE_512 = 512 * 2 ** 20
 PREVIEW_SIZE = 256
 
