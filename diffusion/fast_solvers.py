@@ -217,6 +217,10 @@ class FastSolver:
     run: Callable  # (denoise, x, levels, ts, noise, noise_fraction, clip=, callback=) -> x0
     calls_per_interval: int = 1
     stochastic: bool = True
+    # the fixed spacing that measured best with noise (eta > 0): evenly in t, except for the multistep
+    # solvers of order 3 and 4, which extrapolate their polynomial over the last interval; evenly in t that
+    # interval spans most of the log-SNR range and they diverge (the protocol at 32 px, 5 calls: 276 and 334)
+    spacing_with_noise: str = "uniform t"
 
 
 def _ode(denoise, x, levels, ts, noise, noise_fraction, clip=True, callback=None):
@@ -226,8 +230,8 @@ def _ode(denoise, x, levels, ts, noise, noise_fraction, clip=True, callback=None
 SOLVERS = {
     "dpm++ 2m": FastSolver(_ode, stochastic=False),
     "dpm++ 2m sde": FastSolver(sample_dpmpp_2m_sde),
-    "dpm++ 3m sde": FastSolver(sample_dpmpp_3m_sde),
-    "sa-solver": FastSolver(sample_sa_solver),
+    "dpm++ 3m sde": FastSolver(sample_dpmpp_3m_sde, spacing_with_noise="karras"),
+    "sa-solver": FastSolver(sample_sa_solver, spacing_with_noise="karras"),
     "er-sde": FastSolver(sample_er_sde),
     "seeds-2": FastSolver(sample_seeds_2, calls_per_interval=2),
 }
@@ -240,19 +244,13 @@ def _solver(sampler: str) -> FastSolver:
     return SOLVERS[sampler]
 
 
-# the multistep solvers of order 3 and 4 extrapolate their polynomial over the last interval; evenly in t
-# that interval spans most of the log-SNR range and they diverge (the protocol at 32 px: 5 calls, 276 and 334)
-KARRAS_ALWAYS = ("dpm++ 3m sde", "sa-solver")
-
-
 def best_spacing(sampler: str, eta: float) -> str:
     """The fixed spacing that measured best on the exact reference at 64 px (benchmarks/sampler_accuracy.py)
-    and under the protocol: Karras' for the deterministic solver (dpm++ 2m, or a stochastic one at eta 0)
-    and for the multistep solvers of order 3 and 4, evenly in t for the other stochastic ones at eta > 0
-    (they spend more calls at high noise than Karras'; at 32 px Karras' won for the 2M SDE on one face,
-    so the choice follows the larger size)."""
+    and under the protocol: Karras' for the deterministic solver (dpm++ 2m, or a stochastic one at eta 0),
+    the solver's spacing_with_noise for a stochastic one at eta > 0 (evenly in t: more calls at high noise
+    than Karras'; at 32 px Karras' won for the 2M SDE on one face, so the choice follows the larger size)."""
     solver = _solver(sampler)
-    return "uniform t" if solver.stochastic and eta > 0 and sampler not in KARRAS_ALWAYS else "karras"
+    return solver.spacing_with_noise if solver.stochastic and eta > 0 else "karras"
 
 
 def grid_points(sampler: str, calls: int) -> int:
