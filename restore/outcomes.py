@@ -93,17 +93,25 @@ def is_done(record: dict | None, output_dir: str, single_output: str | None) -> 
 
 @contextlib.contextmanager
 def stops_deferred():
-    """Ctrl-C and SIGTERM held back until the block ends (where the platform can), so that a stop
-    never falls between an input's manifest line and the run's count of it."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    """Ctrl-C and SIGTERM held back until the block ends, so that a stop never falls between an
+    input's manifest line and the run's count of it: while the block runs, a stop is only noted, and
+    at its end it is raised again for the handlers in place before. (Blocking the signals in the main
+    thread is not enough: the kernel hands a signal sent to the process to another thread, torch's or
+    Ray's, and Python still runs the handler in the main thread, inside the block.)"""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    arrived = []
+    # a handler set outside Python (getsignal None) could not be put back: such a signal is left alone
+    handlers = {stop: signal.signal(stop, lambda signum, frame: arrived.append(signum))
+                for stop in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(stop) is not None}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+        for stop, handler in handlers.items():
+            signal.signal(stop, handler)
+        if arrived:
+            signal.raise_signal(arrived[0])
 
 
 def record_outcome(output_dir: str, record: dict, result: dict, report=print):

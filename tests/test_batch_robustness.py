@@ -367,3 +367,33 @@ def test_a_stopped_batch_says_how_far_it_got_and_resumes(mode, how, reduced_mode
     finished = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert finished.returncode == 0, finished.stderr
     assert f"skipped {len(done)} (already done)" in finished.stdout and sorted(manifest(out)) == sorted(os.listdir(folder))
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_sent_to_the_process_waits_for_the_manifest_line_while_other_threads_run(how, tmp_path):
+    """A stop sent to the process (kill, a terminal's Ctrl-C) while an input's line is being recorded
+    waits for the line and the run's count of it, even where other threads (torch's, Ray's) can take
+    the signal: Python runs its handlers in the main thread whichever thread the signal reached."""
+    import threading
+
+    from diffusion_face_restore.restore.outcomes import read_manifest, record_outcome, stop_on_sigterm, stops_deferred
+
+    previous = signal.getsignal(signal.SIGTERM)
+    stop_on_sigterm()
+    finished = threading.Event()
+    other = threading.Thread(target=finished.wait, daemon=True)  # a thread that does not hold the signal back
+    other.start()
+    result = {"done": [], "skipped": [], "failed": []}
+    inside = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with stops_deferred():
+                os.kill(os.getpid(), how)
+                for _ in range(50):  # Python code runs on inside the block: a handler would run here
+                    time.sleep(0.002)
+                inside.append("finished")
+                record_outcome(str(tmp_path), {"photo": "a.png", "status": "done", "outputs": ["a.png"]}, result)
+        assert inside == ["finished"] and result["done"] == ["a.png"] and list(read_manifest(str(tmp_path))) == ["a.png"]
+    finally:
+        finished.set()
+        signal.signal(signal.SIGTERM, previous)
